@@ -1,0 +1,102 @@
+// Package api is Parley's JSON API under /api/v1: authentication by API key, assistants,
+// conversations, export and metrics.
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/parley-hq/parley/internal/assistant"
+	"github.com/parley-hq/parley/internal/auth"
+	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/metrics"
+	"github.com/parley-hq/parley/internal/store"
+)
+
+// API holds what the handlers need.
+type API struct {
+	Auth          *auth.Service
+	Assistants    *assistant.Service
+	Conversations *conversation.Service
+	Metrics       metrics.Source
+}
+
+// Handler returns the /api/v1 routes behind API-key authentication.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if err := fn(w, r); err != nil {
+				WriteError(w, r, err)
+			}
+		})
+	}
+	handle("POST /api/v1/assistants", a.createAssistant)
+	handle("GET /api/v1/assistants", a.listAssistants)
+	handle("GET /api/v1/assistants/{id}", a.getAssistant)
+	handle("PATCH /api/v1/assistants/{id}", a.updateAssistant)
+	handle("DELETE /api/v1/assistants/{id}", a.deleteAssistant)
+
+	handle("POST /api/v1/conversations", a.createConversation)
+	handle("GET /api/v1/conversations", a.listConversations)
+	handle("GET /api/v1/conversations/export", a.exportConversations)
+	handle("GET /api/v1/conversations/{id}", a.getConversation)
+	handle("POST /api/v1/conversations/{id}/messages", a.postMessage)
+	handle("GET /api/v1/conversations/{id}/messages", a.listMessages)
+	handle("POST /api/v1/conversations/{id}/handoff", a.handoff)
+	handle("POST /api/v1/conversations/{id}/resume", a.resume)
+	handle("POST /api/v1/conversations/{id}/end", a.end)
+
+	handle("GET /api/v1/metrics", a.metrics)
+
+	return jsonErrors(a.authenticate(mux))
+}
+
+// authenticate resolves the Bearer API key to its workspace.
+func (a *API) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		key, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || strings.TrimSpace(key) == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+			WriteError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "send an API key as Authorization: Bearer <key> (create one with `parley token create`)"))
+			return
+		}
+		ws, err := a.Auth.VerifyAPIKey(r.Context(), strings.TrimSpace(key))
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
+			WriteError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "the API key is not valid"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(auth.WithWorkspace(r.Context(), ws)))
+	})
+}
+
+func workspace(ctx context.Context) string { return auth.WorkspaceID(ctx) }
+
+// domainError maps the domain packages' errors to API errors.
+func domainError(err error) error {
+	var ve *assistant.ValidationError
+	var ie *conversation.InputError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ve):
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "%s %s", ve.Field, ve.Message)
+	case errors.As(err, &ie):
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "%s %s", ie.Field, ie.Message)
+	case errors.Is(err, conversation.ErrNotFound):
+		return errorf(http.StatusNotFound, "not_found", "conversation not found")
+	case errors.Is(err, conversation.ErrAssistantNotFound):
+		return errorf(http.StatusNotFound, "assistant_not_found", "assistant not found")
+	case errors.Is(err, conversation.ErrEnded):
+		return errorf(http.StatusConflict, "conversation_ended", "the conversation has ended")
+	case errors.Is(err, store.ErrBadCursor):
+		return errorf(http.StatusBadRequest, "invalid_cursor", "the cursor is not one this API returned")
+	case errors.Is(err, store.ErrNotFound):
+		return errorf(http.StatusNotFound, "not_found", "not found")
+	}
+	return err
+}

@@ -1,0 +1,591 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/parley-hq/parley/internal/conversation"
+)
+
+const conversationColumns = `c.pk, c.id, c.workspace_id, c.type, c.status, c.assistant_id, COALESCE(a.name, ''), c.customer_id, c.customer_name,
+	c.channel_id, c.metadata, c.message_count, c.tokens_in, c.tokens_out, c.cost_micros, c.last_message_preview, c.last_message_at,
+	c.last_inbound_at, c.handoff_reason, c.last_error, c.created_at, c.updated_at, c.ended_at`
+
+const conversationFrom = ` FROM conversations c LEFT JOIN assistants a ON a.id = c.assistant_id`
+
+const messageColumns = `m.id, m.external_id, m.role, m.direction, m.type, m.text, m.media, m.tool_calls, m.status, m.error,
+	m.tokens_in, m.tokens_out, m.cost_micros, m.latency_ms, m.assistant_version, m.created_at`
+
+// CreateConversation stores a new conversation with its first variables.
+func (s *Store) CreateConversation(ctx context.Context, c *conversation.Conversation, vars []conversation.Variable) error {
+	meta, _ := json.Marshal(c.Metadata)
+	return s.Write(ctx, func(tx *sql.Tx) error {
+		var pk int64
+		err := tx.QueryRow(`INSERT INTO conversations (id, workspace_id, type, status, assistant_id, customer_id, customer_name, channel_id, metadata,
+			last_message_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING pk`,
+			c.ID, c.WorkspaceID, string(c.Type), string(c.Status), c.AssistantID, c.CustomerID, c.CustomerName, c.ChannelID, string(meta),
+			ms(c.LastMessageAt), ms(c.CreatedAt), ms(c.UpdatedAt)).Scan(&pk)
+		if err != nil {
+			return fmt.Errorf("insert conversation: %w", err)
+		}
+		if err := upsertVariables(tx, pk, vars); err != nil {
+			return err
+		}
+		r := rollups{}
+		r.at(c.CreatedAt).conversations++
+		return r.flush(tx, c.WorkspaceID, c.AssistantID, string(c.Type))
+	})
+}
+
+// GetConversation returns a conversation of the workspace.
+func (s *Store) GetConversation(ctx context.Context, workspaceID, id string) (*conversation.Conversation, error) {
+	row := s.read.QueryRowContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE c.id = $1 AND c.workspace_id = $2`, id, workspaceID)
+	c, _, err := scanConversation(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return c, err
+}
+
+// Apply appends messages and applies a change to a conversation in one transaction: the messages,
+// the running totals, the metrics rollups, variables and status. Messages whose external id is
+// already stored are skipped (idempotent channel deliveries); the stored ones are returned.
+func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversation.Change) (*conversation.Conversation, []*conversation.Message, error) {
+	var out *conversation.Conversation
+	var stored []*conversation.Message
+	err := s.Write(ctx, func(tx *sql.Tx) error {
+		stored = stored[:0]
+		row := tx.QueryRow(`SELECT `+conversationColumns+conversationFrom+` WHERE c.id = $1 AND c.workspace_id = $2`+s.lockConversation(), id, workspaceID)
+		c, pk, err := scanConversation(row)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		r := rollups{}
+		for _, m := range ch.Messages {
+			ok, err := insertMessage(tx, workspaceID, pk, m)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			stored = append(stored, m)
+			b := r.at(m.CreatedAt)
+			b.messages++
+			b.tokensIn += m.TokensIn
+			b.tokensOut += m.TokensOut
+			b.cost += m.CostMicros
+			if m.Role == conversation.RoleUser && m.Direction == conversation.Inbound {
+				b.inbound++
+				t := m.CreatedAt
+				if c.LastInboundAt == nil || t.After(*c.LastInboundAt) {
+					c.LastInboundAt = &t
+				}
+			}
+			if m.IsAnswer() {
+				if err := markAnswered(tx, pk, m.CreatedAt, r); err != nil {
+					return err
+				}
+			}
+			c.MessageCount++
+			c.TokensIn += m.TokensIn
+			c.TokensOut += m.TokensOut
+			c.CostMicros += m.CostMicros
+			if p := preview(m); p != "" {
+				c.LastMessagePreview = p
+			}
+			if m.CreatedAt.After(c.LastMessageAt) {
+				c.LastMessageAt = m.CreatedAt
+			}
+		}
+		now := time.Now().UTC()
+		if ch.Status != "" && ch.Status != c.Status {
+			c.Status = ch.Status
+			if ch.Status == conversation.StatusEnded {
+				c.EndedAt = &now
+			}
+		}
+		if ch.HandoffReason != nil {
+			c.HandoffReason = *ch.HandoffReason
+		}
+		if ch.LastError != nil {
+			c.LastError = *ch.LastError
+		}
+		c.UpdatedAt = now
+		if _, err := tx.Exec(`UPDATE conversations SET status = $1, message_count = $2, tokens_in = $3, tokens_out = $4, cost_micros = $5,
+			last_message_preview = $6, last_message_at = $7, last_inbound_at = $8, handoff_reason = $9, last_error = $10, updated_at = $11, ended_at = $12
+			WHERE pk = $13`, string(c.Status), c.MessageCount, c.TokensIn, c.TokensOut, c.CostMicros, c.LastMessagePreview, ms(c.LastMessageAt),
+			nullMS(c.LastInboundAt), c.HandoffReason, c.LastError, ms(c.UpdatedAt), nullMS(c.EndedAt), pk); err != nil {
+			return fmt.Errorf("update conversation totals: %w", err)
+		}
+		if err := upsertVariables(tx, pk, ch.Variables); err != nil {
+			return err
+		}
+		if err := r.flush(tx, workspaceID, c.AssistantID, string(c.Type)); err != nil {
+			return err
+		}
+		out = c
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, err
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("apply to conversation %s: %w", id, err)
+	}
+	return out, stored, nil
+}
+
+func (s *Store) lockConversation() string {
+	if s.dialect == "postgres" {
+		return " FOR UPDATE OF c"
+	}
+	return "" // SQLite: the single writer already serialises
+}
+
+func insertMessage(tx *sql.Tx, workspaceID string, convPK int64, m *conversation.Message) (bool, error) {
+	var ext any
+	if m.ExternalID != "" {
+		ext = m.ExternalID
+	}
+	var media, toolCalls, msgErr any
+	if m.Media != nil {
+		b, _ := json.Marshal(m.Media)
+		media = string(b)
+	}
+	if len(m.ToolCalls) > 0 {
+		b, _ := json.Marshal(m.ToolCalls)
+		toolCalls = string(b)
+	}
+	if m.Error != nil {
+		b, _ := json.Marshal(m.Error)
+		msgErr = string(b)
+	}
+	var latency, version any
+	if m.LatencyMS != nil {
+		latency = *m.LatencyMS
+	}
+	if m.AssistantVersion > 0 {
+		version = m.AssistantVersion
+	}
+	var pk int64
+	err := tx.QueryRow(`INSERT INTO messages (id, workspace_id, conversation_pk, external_id, role, direction, type, text, media, tool_calls, status, error,
+		tokens_in, tokens_out, cost_micros, latency_ms, assistant_version, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+		ON CONFLICT (workspace_id, external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING pk`,
+		m.ID, workspaceID, convPK, ext, string(m.Role), string(m.Direction), m.Type, m.Text, media, toolCalls, m.Status, msgErr,
+		m.TokensIn, m.TokensOut, m.CostMicros, latency, version, ms(m.CreatedAt)).Scan(&pk)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("insert message: %w", err)
+	}
+	return true, nil
+}
+
+// markAnswered closes every customer message still waiting in the conversation: each counts as
+// answered, with its own response time, in the hour it arrived.
+func markAnswered(tx *sql.Tx, convPK int64, at time.Time, r rollups) error {
+	rows, err := tx.Query(`SELECT created_at FROM messages WHERE conversation_pk = $1 AND role = 'user' AND answered_at IS NULL`, convPK)
+	if err != nil {
+		return fmt.Errorf("find unanswered: %w", err)
+	}
+	var waiting []int64
+	for rows.Next() {
+		var created int64
+		if err := rows.Scan(&created); err != nil {
+			rows.Close()
+			return err
+		}
+		waiting = append(waiting, created)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(waiting) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(`UPDATE messages SET answered_at = $1 WHERE conversation_pk = $2 AND role = 'user' AND answered_at IS NULL`, ms(at), convPK); err != nil {
+		return fmt.Errorf("mark answered: %w", err)
+	}
+	for _, created := range waiting {
+		b := r.at(fromMS(created))
+		b.answered++
+		if d := ms(at) - created; d > 0 {
+			b.responseMS += d
+		}
+	}
+	return nil
+}
+
+func preview(m *conversation.Message) string {
+	text := strings.TrimSpace(m.Text)
+	if text == "" {
+		if m.Type != "" && m.Type != "text" {
+			return "[" + m.Type + "]"
+		}
+		return ""
+	}
+	text = strings.Join(strings.Fields(text), " ")
+	if r := []rune(text); len(r) > 160 {
+		text = string(r[:160]) + "…"
+	}
+	return text
+}
+
+func upsertVariables(tx *sql.Tx, convPK int64, vars []conversation.Variable) error {
+	for _, v := range vars {
+		if _, err := tx.Exec(`INSERT INTO variables (conversation_pk, name, value, source, updated_at) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (conversation_pk, name) DO UPDATE SET value = excluded.value, source = excluded.source, updated_at = excluded.updated_at`,
+			convPK, v.Name, v.Value, v.Source, ms(v.UpdatedAt)); err != nil {
+			return fmt.Errorf("upsert variable %s: %w", v.Name, err)
+		}
+	}
+	return nil
+}
+
+// Variables returns a conversation's variables by name.
+func (s *Store) Variables(ctx context.Context, workspaceID, id string) ([]conversation.Variable, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT v.name, v.value, v.source, v.updated_at FROM variables v JOIN conversations c ON c.pk = v.conversation_pk
+		WHERE c.id = $1 AND c.workspace_id = $2 ORDER BY v.name`, id, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []conversation.Variable{}
+	for rows.Next() {
+		var v conversation.Variable
+		var updated int64
+		if err := rows.Scan(&v.Name, &v.Value, &v.Source, &updated); err != nil {
+			return nil, err
+		}
+		v.UpdatedAt = fromMS(updated)
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Messages returns a conversation's messages in order; lastN > 0 keeps only the most recent.
+func (s *Store) Messages(ctx context.Context, workspaceID, id string, lastN int) ([]*conversation.Message, error) {
+	q := `SELECT ` + messageColumns + ` FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE c.id = $1 AND c.workspace_id = $2`
+	args := []any{id, workspaceID}
+	if lastN > 0 {
+		q = `SELECT * FROM (` + q + ` ORDER BY m.pk DESC LIMIT $3) recent`
+		args = append(args, lastN)
+	} else {
+		q += ` ORDER BY m.pk`
+	}
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*conversation.Message{}
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		m.ConversationID = id
+		out = append(out, m)
+	}
+	if lastN > 0 {
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return out, rows.Err()
+}
+
+// ListConversations returns one page, newest activity first, with keyset pagination.
+func (s *Store) ListConversations(ctx context.Context, workspaceID string, f conversation.Filter) (conversation.Page, error) {
+	var q sqlBuilder
+	where := s.filterWhere(&q, workspaceID, f)
+	if f.Cursor != "" {
+		at, pk, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return conversation.Page{}, err
+		}
+		a, b, c := q.arg(at), q.arg(at), q.arg(pk)
+		where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
+	}
+	limit := f.Limit
+	rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE `+where+
+		` ORDER BY c.last_message_at DESC, c.pk DESC LIMIT `+q.arg(limit+1), q.args...)
+	if err != nil {
+		return conversation.Page{}, fmt.Errorf("list conversations: %w", err)
+	}
+	defer rows.Close()
+	page := conversation.Page{Conversations: make([]conversation.Conversation, 0, limit)}
+	var lastPK int64
+	for rows.Next() {
+		c, pk, err := scanConversation(rows)
+		if err != nil {
+			return page, err
+		}
+		if len(page.Conversations) == limit {
+			page.NextCursor = encodeCursor(page.Conversations[limit-1].LastMessageAt, lastPK)
+			break
+		}
+		page.Conversations = append(page.Conversations, *c)
+		lastPK = pk
+	}
+	return page, rows.Err()
+}
+
+// ErrBadCursor is returned for a cursor this server did not make.
+var ErrBadCursor = errors.New("invalid cursor")
+
+func encodeCursor(at time.Time, pk int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("v1:" + strconv.FormatInt(ms(at), 10) + ":" + strconv.FormatInt(pk, 10)))
+}
+
+func decodeCursor(s string) (int64, int64, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return 0, 0, ErrBadCursor
+	}
+	parts := strings.Split(string(raw), ":")
+	if len(parts) != 3 || parts[0] != "v1" {
+		return 0, 0, ErrBadCursor
+	}
+	at, err1 := strconv.ParseInt(parts[1], 10, 64)
+	pk, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, ErrBadCursor
+	}
+	return at, pk, nil
+}
+
+// Export streams every message of the filtered conversations, conversation by conversation in list
+// order, each message once, without holding more than one row.
+func (s *Store) Export(ctx context.Context, workspaceID string, f conversation.Filter, fn func(conversation.ExportRow) error) error {
+	var q sqlBuilder
+	where := s.filterWhere(&q, workspaceID, f)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+`, `+messageColumns+conversationFrom+
+		` JOIN messages m ON m.conversation_pk = c.pk WHERE `+where+` ORDER BY c.last_message_at DESC, c.pk DESC, m.pk`, q.args...)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	defer rows.Close()
+	var c conversation.Conversation
+	var m conversation.Message
+	cd := newConversationDest(&c)
+	md := newMessageDest(&m)
+	dest := append(cd.targets(), md.targets()...)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		if err := cd.finish(); err != nil {
+			return err
+		}
+		if err := md.finish(); err != nil {
+			return err
+		}
+		m.ConversationID = c.ID
+		if err := fn(conversation.ExportRow{Conversation: &c, Message: &m}); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// filterWhere builds the WHERE clause shared by the list, the export and counts.
+func (s *Store) filterWhere(q *sqlBuilder, workspaceID string, f conversation.Filter) string {
+	conds := []string{`c.workspace_id = ` + q.arg(workspaceID)}
+	if len(f.Types) > 0 {
+		ph := make([]string, len(f.Types))
+		for i, t := range f.Types {
+			ph[i] = q.arg(string(t))
+		}
+		conds = append(conds, `c.type IN (`+strings.Join(ph, ", ")+`)`)
+	}
+	if f.AssistantID != "" {
+		conds = append(conds, `c.assistant_id = `+q.arg(f.AssistantID))
+	}
+	if f.From != nil {
+		conds = append(conds, `c.last_message_at >= `+q.arg(ms(*f.From)))
+	}
+	if f.To != nil {
+		conds = append(conds, `c.last_message_at < `+q.arg(ms(*f.To)))
+	}
+	if f.Customer != "" {
+		ids := customerKeys(f.Customer)
+		ph := make([]string, len(ids))
+		for i, id := range ids {
+			ph[i] = q.arg(id)
+		}
+		conds = append(conds, `c.customer_id IN (`+strings.Join(ph, ", ")+`)`)
+	}
+	if f.Status != "" {
+		conds = append(conds, `c.status = `+q.arg(string(f.Status)))
+	}
+	if f.Query != "" {
+		conds = append(conds, s.textMatch(q, f.Query))
+	}
+	return strings.Join(conds, " AND ")
+}
+
+// textMatch selects conversations with a message containing every word of query.
+func (s *Store) textMatch(q *sqlBuilder, query string) string {
+	match := ftsQuery(query)
+	if match == "" {
+		return "1 = 1"
+	}
+	return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.pk IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ` + q.arg(match) + `) AND m.workspace_id = c.workspace_id)`
+}
+
+// ftsQuery turns free text into an FTS5 query: every word must appear, each quoted so that
+// operators and punctuation in the input are plain text.
+func ftsQuery(text string) string {
+	words := strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	if len(words) > 16 {
+		words = words[:16]
+	}
+	for i, w := range words {
+		words[i] = `"` + w + `"`
+	}
+	return strings.Join(words, " ")
+}
+
+// customerKeys is the customer filter's value and, for a phone number written with +, spaces or
+// dashes, its digits (WhatsApp customer ids are digits only).
+func customerKeys(v string) []string {
+	keys := []string{v}
+	digits := strings.Map(func(r rune) rune {
+		if unicode.IsDigit(r) {
+			return r
+		}
+		if strings.ContainsRune("+ -().", r) {
+			return -1
+		}
+		return 'x'
+	}, v)
+	if digits != v && digits != "" && !strings.ContainsRune(digits, 'x') {
+		keys = append(keys, digits)
+	}
+	return keys
+}
+
+type sqlBuilder struct{ args []any }
+
+func (q *sqlBuilder) arg(v any) string {
+	q.args = append(q.args, v)
+	return "$" + strconv.Itoa(len(q.args))
+}
+
+// conversationDest scans a conversation row into c, decoding nullable and JSON columns in finish.
+type conversationDest struct {
+	c                       *conversation.Conversation
+	pk                      int64
+	typ, status, meta       string
+	lastAt, created, update int64
+	lastIn, ended           sql.NullInt64
+}
+
+func newConversationDest(c *conversation.Conversation) *conversationDest {
+	return &conversationDest{c: c}
+}
+
+func (d *conversationDest) targets() []any {
+	c := d.c
+	return []any{&d.pk, &c.ID, &c.WorkspaceID, &d.typ, &d.status, &c.AssistantID, &c.AssistantName, &c.CustomerID, &c.CustomerName,
+		&c.ChannelID, &d.meta, &c.MessageCount, &c.TokensIn, &c.TokensOut, &c.CostMicros, &c.LastMessagePreview, &d.lastAt,
+		&d.lastIn, &c.HandoffReason, &c.LastError, &d.created, &d.update, &d.ended}
+}
+
+func (d *conversationDest) finish() error {
+	c := d.c
+	c.Type, c.Status = conversation.Type(d.typ), conversation.Status(d.status)
+	c.Metadata = map[string]string{}
+	if d.meta != "" && d.meta != "{}" {
+		if err := json.Unmarshal([]byte(d.meta), &c.Metadata); err != nil {
+			return fmt.Errorf("conversation %s metadata: %w", c.ID, err)
+		}
+	}
+	c.LastMessageAt, c.CreatedAt, c.UpdatedAt = fromMS(d.lastAt), fromMS(d.created), fromMS(d.update)
+	c.LastInboundAt, c.EndedAt = fromNullMS(d.lastIn), fromNullMS(d.ended)
+	return nil
+}
+
+func scanConversation(r scanner) (*conversation.Conversation, int64, error) {
+	c := &conversation.Conversation{}
+	d := newConversationDest(c)
+	if err := r.Scan(d.targets()...); err != nil {
+		return nil, 0, err
+	}
+	return c, d.pk, d.finish()
+}
+
+// messageDest scans a message row into m.
+type messageDest struct {
+	m                             *conversation.Message
+	ext, media, toolCalls, msgErr sql.NullString
+	role, direction               string
+	latency, version              sql.NullInt64
+	created                       int64
+}
+
+func newMessageDest(m *conversation.Message) *messageDest { return &messageDest{m: m} }
+
+func (d *messageDest) targets() []any {
+	m := d.m
+	return []any{&m.ID, &d.ext, &d.role, &d.direction, &m.Type, &m.Text, &d.media, &d.toolCalls, &m.Status, &d.msgErr,
+		&m.TokensIn, &m.TokensOut, &m.CostMicros, &d.latency, &d.version, &d.created}
+}
+
+func (d *messageDest) finish() error {
+	m := d.m
+	m.ExternalID = d.ext.String
+	m.Role, m.Direction = conversation.Role(d.role), conversation.Direction(d.direction)
+	m.Media, m.ToolCalls, m.Error, m.LatencyMS = nil, nil, nil, nil
+	if d.media.Valid {
+		m.Media = &conversation.Media{}
+		if err := json.Unmarshal([]byte(d.media.String), m.Media); err != nil {
+			return fmt.Errorf("message %s media: %w", m.ID, err)
+		}
+	}
+	if d.toolCalls.Valid {
+		if err := json.Unmarshal([]byte(d.toolCalls.String), &m.ToolCalls); err != nil {
+			return fmt.Errorf("message %s tool_calls: %w", m.ID, err)
+		}
+	}
+	if d.msgErr.Valid {
+		m.Error = &conversation.MessageError{}
+		if err := json.Unmarshal([]byte(d.msgErr.String), m.Error); err != nil {
+			return fmt.Errorf("message %s error: %w", m.ID, err)
+		}
+	}
+	if d.latency.Valid {
+		v := d.latency.Int64
+		m.LatencyMS = &v
+	}
+	m.AssistantVersion = int(d.version.Int64)
+	m.CreatedAt = fromMS(d.created)
+	return nil
+}
+
+func scanMessage(r scanner) (*conversation.Message, error) {
+	m := &conversation.Message{}
+	d := newMessageDest(m)
+	if err := r.Scan(d.targets()...); err != nil {
+		return nil, err
+	}
+	return m, d.finish()
+}
+
+func nowMS() int64 { return time.Now().UnixMilli() }

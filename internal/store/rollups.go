@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/parley-hq/parley/internal/metrics"
+)
+
+// rollupDelta is what one transaction adds to one hour's rollup row.
+type rollupDelta struct {
+	conversations, messages, inbound, answered, responseMS, tokensIn, tokensOut, cost int64
+}
+
+// rollups collects a transaction's deltas by hour (unix seconds of the hour's start).
+type rollups map[int64]*rollupDelta
+
+func (r rollups) at(t time.Time) *rollupDelta {
+	hour := t.Unix() - t.Unix()%3600
+	if t.Unix() < 0 && t.Unix()%3600 != 0 {
+		hour -= 3600
+	}
+	d := r[hour]
+	if d == nil {
+		d = &rollupDelta{}
+		r[hour] = d
+	}
+	return d
+}
+
+func (r rollups) flush(tx *sql.Tx, workspaceID, assistantID, typ string) error {
+	for hour, d := range r {
+		if _, err := tx.Exec(`INSERT INTO rollup_hourly (workspace_id, bucket, assistant_id, type, conversations, messages, inbound, answered,
+			response_ms_sum, tokens_in, tokens_out, cost_micros) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			ON CONFLICT (workspace_id, bucket, assistant_id, type) DO UPDATE SET
+			conversations = rollup_hourly.conversations + excluded.conversations, messages = rollup_hourly.messages + excluded.messages,
+			inbound = rollup_hourly.inbound + excluded.inbound, answered = rollup_hourly.answered + excluded.answered,
+			response_ms_sum = rollup_hourly.response_ms_sum + excluded.response_ms_sum, tokens_in = rollup_hourly.tokens_in + excluded.tokens_in,
+			tokens_out = rollup_hourly.tokens_out + excluded.tokens_out, cost_micros = rollup_hourly.cost_micros + excluded.cost_micros`,
+			workspaceID, hour, assistantID, typ, d.conversations, d.messages, d.inbound, d.answered, d.responseMS, d.tokensIn, d.tokensOut, d.cost); err != nil {
+			return fmt.Errorf("update rollup: %w", err)
+		}
+	}
+	return nil
+}
+
+// Rollups streams the hourly rollups that match f, summed over conversation types.
+func (s *Store) Rollups(ctx context.Context, workspaceID string, f metrics.Filter, fn func(metrics.Bucket) error) error {
+	var q sqlBuilder
+	conds := []string{`workspace_id = ` + q.arg(workspaceID)}
+	if f.From != nil {
+		conds = append(conds, `bucket >= `+q.arg(f.From.Unix()))
+	}
+	if f.To != nil {
+		conds = append(conds, `bucket < `+q.arg(f.To.Unix()))
+	}
+	if f.AssistantID != "" {
+		conds = append(conds, `assistant_id = `+q.arg(f.AssistantID))
+	}
+	if len(f.Types) > 0 {
+		ph := make([]string, len(f.Types))
+		for i, t := range f.Types {
+			ph[i] = q.arg(t)
+		}
+		conds = append(conds, `type IN (`+strings.Join(ph, ", ")+`)`)
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT bucket, assistant_id, SUM(conversations), SUM(messages), SUM(inbound), SUM(answered),
+		SUM(response_ms_sum), SUM(tokens_in), SUM(tokens_out), SUM(cost_micros) FROM rollup_hourly WHERE `+strings.Join(conds, " AND ")+
+		` GROUP BY bucket, assistant_id`, q.args...)
+	if err != nil {
+		return fmt.Errorf("read rollups: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b metrics.Bucket
+		var hour int64
+		if err := rows.Scan(&hour, &b.AssistantID, &b.Conversations, &b.Messages, &b.Inbound, &b.Answered, &b.ResponseMSSum, &b.TokensIn, &b.TokensOut, &b.CostMicros); err != nil {
+			return err
+		}
+		b.Hour = time.Unix(hour, 0).UTC()
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AssistantNames maps every assistant id of the workspace (deleted ones too) to its name.
+func (s *Store) AssistantNames(ctx context.Context, workspaceID string) (map[string]string, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, name FROM assistants WHERE workspace_id = $1`, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, err
+		}
+		out[id] = name
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,298 @@
+// Package store keeps Parley's data in SQL: SQLite (the default, pure Go) or PostgreSQL. It knows SQL
+// and nothing else; the rules live in the domain packages, which call it through their own interfaces.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotFound is returned when a row does not exist in the caller's workspace.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a unique value is already taken.
+var ErrConflict = errors.New("already exists")
+
+//go:embed migrations
+var migrationFS embed.FS
+
+// Store is the database. Writes go through Write: on SQLite one goroutine owns the only write
+// connection and commits waiting writes together (group commit); reads use a separate pool.
+type Store struct {
+	dialect string // "sqlite" or "postgres"
+	write   *sql.DB
+	read    *sql.DB
+	writes  chan *writeReq
+	done    chan struct{}
+}
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	errc chan error
+}
+
+// maxBatch bounds how many writes one group commit carries, so one transaction never grows unbounded.
+const maxBatch = 256
+
+// Open connects to the database named by dsn (sqlite://path or postgres://…), creating the SQLite
+// file's directory when needed. It does not migrate: call Migrate.
+func Open(dsn string) (*Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite://"), strings.HasPrefix(dsn, "file:"), !strings.Contains(dsn, "://"):
+		return openSQLite(dsn)
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil, errors.New("postgres: not built yet in this version; use sqlite://")
+	}
+	return nil, fmt.Errorf("unsupported database URL %q (want sqlite://PATH or postgres://…)", dsn)
+}
+
+// SQLitePath returns the file path of a sqlite:// URL.
+func SQLitePath(dsn string) string {
+	p := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	return p
+}
+
+func openSQLite(dsn string) (*Store, error) {
+	path := SQLitePath(dsn)
+	if path == "" {
+		return nil, errors.New("sqlite: empty path")
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("sqlite: create data directory: %w", err)
+		}
+	}
+	// busy_timeout first, so that switching to WAL waits for another process instead of failing.
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Add("_txlock", "immediate")
+	writeDB, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	writeDB.SetMaxOpenConns(1)
+	writeDB.SetMaxIdleConns(1)
+	writeDB.SetConnMaxLifetime(0)
+	writeDB.SetConnMaxIdleTime(0)
+
+	rq := url.Values{}
+	rq.Add("_pragma", "busy_timeout(10000)")
+	rq.Add("_pragma", "foreign_keys(ON)")
+	rq.Add("_pragma", "query_only(1)")
+	readDB, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
+	if err != nil {
+		writeDB.Close()
+		return nil, fmt.Errorf("sqlite: open reader %s: %w", path, err)
+	}
+	readDB.SetMaxOpenConns(8)
+	readDB.SetMaxIdleConns(8)
+	readDB.SetConnMaxIdleTime(5 * time.Minute)
+
+	if err := writeDB.Ping(); err != nil {
+		writeDB.Close()
+		readDB.Close()
+		return nil, fmt.Errorf("sqlite: connect %s: %w", path, err)
+	}
+	s := &Store{dialect: "sqlite", write: writeDB, read: readDB, writes: make(chan *writeReq, 1024), done: make(chan struct{})}
+	go s.writer()
+	return s, nil
+}
+
+// Dialect names the SQL backend: "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+// Close stops the writer after the queued writes and closes the connections.
+func (s *Store) Close() error {
+	close(s.writes)
+	<-s.done
+	return errors.Join(s.write.Close(), s.read.Close())
+}
+
+// Ping reports whether the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// Write runs fn in a transaction. On SQLite, writes waiting at the same moment share one
+// transaction and one fsync; each runs inside its own savepoint, so one write's failure undoes only
+// that write. fn may be retried never; it must not keep tx after returning.
+func (s *Store) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, errc: make(chan error, 1)}
+	select {
+	case s.writes <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Wait for the outcome even if ctx ends meanwhile: the write may already be committed, and the
+	// caller must not report failure for data that is stored.
+	return <-req.errc
+}
+
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*writeReq, 0, maxBatch)
+	for first := range s.writes {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-s.writes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+func (s *Store) commitBatch(batch []*writeReq) {
+	results := make([]error, len(batch))
+	tx, err := s.write.BeginTx(context.Background(), nil)
+	if err != nil {
+		for _, r := range batch {
+			r.errc <- fmt.Errorf("begin write: %w", err)
+		}
+		return
+	}
+	single := len(batch) == 1
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if single {
+			results[i] = r.fn(tx)
+			continue
+		}
+		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+			results[i] = fmt.Errorf("savepoint: %w", err)
+			continue
+		}
+		if err := r.fn(tx); err != nil {
+			results[i] = err
+			if _, rbErr := tx.Exec("ROLLBACK TO w"); rbErr != nil {
+				results[i] = errors.Join(err, rbErr)
+			}
+		}
+		if _, err := tx.Exec("RELEASE w"); err != nil && results[i] == nil {
+			results[i] = fmt.Errorf("release savepoint: %w", err)
+		}
+	}
+	if single && results[0] != nil {
+		_ = tx.Rollback()
+		batch[0].errc <- results[0]
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		for _, r := range batch {
+			r.errc <- fmt.Errorf("commit: %w", err)
+		}
+		return
+	}
+	for i, r := range batch {
+		r.errc <- results[i]
+	}
+}
+
+// Migrate applies the embedded migrations not applied yet, in order, each in its own transaction.
+// Concurrent runners are safe: SQLite's write lock (and PostgreSQL's advisory lock) serialises them
+// and each re-reads the applied versions inside its transaction.
+func (s *Store) Migrate(ctx context.Context) error {
+	dir := "migrations/" + s.dialect
+	entries, err := fs.ReadDir(migrationFS, dir)
+	if err != nil {
+		return fmt.Errorf("read migrations: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".sql") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, name := range names {
+		version, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: name must start with a number", name)
+		}
+		body, err := migrationFS.ReadFile(dir + "/" + name)
+		if err != nil {
+			return err
+		}
+		err = s.Write(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRow(`SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.Exec(string(body)); err != nil {
+				return fmt.Errorf("apply %s: %w", name, err)
+			}
+			_, err := tx.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, time.Now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ms converts a time to the stored unix milliseconds.
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// fromMS converts stored unix milliseconds back to a UTC time.
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+func nullMS(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return ms(*t)
+}
+
+func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
+}
