@@ -148,6 +148,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
 	srv := server.HTTPServer(cfg.Addr, a.Handler())
 	cfg.Log.Info("parley listening", "addr", "http://"+ln.Addr().String(), "db", cfg.DB)
 	errc := make(chan error, 1)

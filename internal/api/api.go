@@ -21,6 +21,17 @@ type API struct {
 	Assistants    *assistant.Service
 	Conversations *conversation.Service
 	Metrics       metrics.Source
+	// Extra are routes other packages add under /api/v1, behind the same authentication.
+	Extra map[string]HandlerFunc
+}
+
+// HandlerFunc is an API handler: a returned error is written as the contract's JSON error (use
+// Errorf for 4xx answers; anything else is logged and answered 500).
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Errorf makes an API error answer.
+func Errorf(status int, code, format string, args ...any) error {
+	return errorf(status, code, format, args...)
 }
 
 // Handler returns the /api/v1 routes behind API-key authentication.
@@ -50,6 +61,9 @@ func (a *API) Handler() http.Handler {
 	handle("POST /api/v1/conversations/{id}/end", a.end)
 
 	handle("GET /api/v1/metrics", a.metrics)
+	for pattern, fn := range a.Extra {
+		handle(pattern, fn)
+	}
 
 	return jsonErrors(a.authenticate(mux))
 }

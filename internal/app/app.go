@@ -4,10 +4,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/parley-hq/parley/internal/assistant"
 	"github.com/parley-hq/parley/internal/auth"
 	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/events"
 	"github.com/parley-hq/parley/internal/server"
 	"github.com/parley-hq/parley/internal/store"
 )
@@ -38,6 +42,17 @@ type App struct {
 	Conversations *conversation.Service
 	Runtime       *assistant.Runtime
 	Registry      *prometheus.Registry
+	// Events fans conversation changes out to live views.
+	Events *events.Hub
+	// APIRoutes are extra authenticated /api/v1 routes that features add (pattern → handler).
+	// Handlers read the workspace with auth.WorkspaceID(r.Context()).
+	APIRoutes map[string]api.HandlerFunc
+	// Extra holds features' services by name, for other features to find.
+	Extra map[string]any
+
+	mounts      []server.Mount
+	handlerOnce sync.Once
+	handler     http.Handler
 }
 
 // Open connects to the database, migrates it and builds the services.
@@ -62,15 +77,76 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Auth = auth.NewService(st)
 	a.Assistants = assistant.NewService(st)
 	a.Runtime = &assistant.Runtime{Providers: assistant.Providers{}, Prices: assistant.DefaultPrices, Log: cfg.Log}
-	a.Conversations = conversation.NewService(st, a.Assistants, a.Runtime, nil)
+	a.Events = events.NewHub()
+	a.Conversations = conversation.NewService(st, a.Assistants, a.Runtime, a.Events)
+	a.APIRoutes = map[string]api.HandlerFunc{}
+	a.Extra = map[string]any{}
+	for _, f := range features {
+		if f.Setup == nil {
+			continue
+		}
+		mounts, err := f.Setup(ctx, a)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("set up %s: %w", f.Name, err)
+		}
+		a.mounts = append(a.mounts, mounts...)
+	}
 	return a, nil
 }
 
-// Handler is the whole HTTP surface.
-func (a *App) Handler() http.Handler {
-	apiHandler := (&api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store}).Handler()
-	return server.New(a.Store, a.Registry, server.Mount{Pattern: "/api/", Handler: apiHandler})
+// Feature is an optional part of Parley (a channel, the dashboard, background work). Each lives in
+// its own file of this package and registers itself in init, so adding one touches no shared wiring.
+type Feature struct {
+	Name string
+	// Setup runs once after the core services exist: build the feature's services, keep them on
+	// the App (Extra) and return its routes.
+	Setup func(ctx context.Context, a *App) ([]server.Mount, error)
+	// Start runs background work until ctx ends; Stop is called on shutdown (bounded by its ctx).
+	Start func(ctx context.Context, a *App) error
+	Stop  func(ctx context.Context, a *App) error
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+var features []Feature
+
+// Register adds a feature; call it from init.
+func Register(f Feature) { features = append(features, f) }
+
+// Handler is the whole HTTP surface. The API's own routes are matched first; features mount theirs
+// beside it (and may add routes under /api/v1/ through APIRoutes).
+func (a *App) Handler() http.Handler {
+	a.handlerOnce.Do(func() {
+		apiHandler := (&api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Extra: a.APIRoutes}).Handler()
+		mounts := append([]server.Mount{{Pattern: "/api/", Handler: apiHandler}}, a.mounts...)
+		a.handler = server.New(a.Store, a.Registry, mounts...)
+	})
+	return a.handler
+}
+
+// Start runs the features' background work.
+func (a *App) Start(ctx context.Context) error {
+	for _, f := range features {
+		if f.Start != nil {
+			if err := f.Start(ctx, a); err != nil {
+				return fmt.Errorf("start %s: %w", f.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Close stops the features (within ctx's deadline) and releases the store.
+func (a *App) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	for i := len(features) - 1; i >= 0; i-- {
+		if f := features[i]; f.Stop != nil {
+			if err := f.Stop(ctx, a); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", f.Name, err))
+			}
+		}
+	}
+	errs = append(errs, a.Store.Close())
+	return errors.Join(errs...)
+}
