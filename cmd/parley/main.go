@@ -93,6 +93,7 @@ func commonFlags(fs *flag.FlagSet, cfg *app.Config) {
 	fs.StringVar(&cfg.DataDir, "data-dir", env("PARLEY_DATA_DIR", "parley-data"), "data directory (env PARLEY_DATA_DIR)")
 	cfg.LLMBaseURL = secretEnv("PARLEY_LLM_BASE_URL")
 	cfg.LLMAPIKey = secretEnv("PARLEY_LLM_API_KEY")
+	cfg.SecretKey = secretEnv("PARLEY_SECRET_KEY")
 }
 
 // secretEnv reads NAME, or the file named by NAME_FILE (for secrets mounted as files).

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,8 +18,10 @@ import (
 	"github.com/parley-hq/parley/internal/api"
 	"github.com/parley-hq/parley/internal/assistant"
 	"github.com/parley-hq/parley/internal/auth"
+	"github.com/parley-hq/parley/internal/blob"
 	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/events"
+	"github.com/parley-hq/parley/internal/secrets"
 	"github.com/parley-hq/parley/internal/server"
 	"github.com/parley-hq/parley/internal/store"
 )
@@ -30,6 +33,7 @@ type Config struct {
 	DataDir    string
 	LLMBaseURL string
 	LLMAPIKey  string
+	SecretKey  string // PARLEY_SECRET_KEY; empty: a key generated into DataDir
 	Log        *slog.Logger
 }
 
@@ -42,6 +46,9 @@ type App struct {
 	Conversations *conversation.Service
 	Runtime       *assistant.Runtime
 	Registry      *prometheus.Registry
+	// Secrets encrypts credentials at rest; Blobs stores media.
+	Secrets *secrets.Box
+	Blobs   blob.Store
 	// Events fans conversation changes out to live views.
 	Events *events.Hub
 	// APIRoutes are extra authenticated /api/v1 routes that features add (pattern → handler).
@@ -60,7 +67,10 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	if cfg.DataDir != "" {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "parley-data"
+	}
+	{
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
@@ -73,7 +83,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	a := &App{Config: cfg, Store: st, Registry: server.NewRegistry()}
+	box, err := secrets.Load(cfg.SecretKey, cfg.DataDir)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("secret key: %w", err)
+	}
+	a := &App{Config: cfg, Store: st, Registry: server.NewRegistry(), Secrets: box, Blobs: blob.Disk{Dir: filepath.Join(cfg.DataDir, "media")}}
 	a.Auth = auth.NewService(st)
 	a.Assistants = assistant.NewService(st)
 	a.Runtime = &assistant.Runtime{Providers: assistant.Providers{}, Prices: assistant.DefaultPrices, Log: cfg.Log}
