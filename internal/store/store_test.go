@@ -1,0 +1,150 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-hq/parley/internal/auth"
+	"github.com/parley-hq/parley/internal/conversation"
+)
+
+func openTest(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open("sqlite://" + filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 200)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = s.Write(ctx, func(tx *sql.Tx) error {
+				if _, err := tx.Exec(`INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)`, fmt.Sprint("w", i), fmt.Sprint("s", i), "n", 1); err != nil {
+					return err
+				}
+				if i%10 == 0 {
+					return errors.New("refused") // this write alone must be undone
+				}
+				return nil
+			})
+		}(i)
+	}
+	wg.Wait()
+	var n int
+	if err := s.read.QueryRow(`SELECT COUNT(*) FROM workspaces`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if (i%10 == 0) != (err != nil) {
+			t.Fatalf("write %d: err %v", i, err)
+		}
+	}
+	if n != 180 {
+		t.Fatalf("%d workspaces stored, want 180", n)
+	}
+}
+
+func seedConversation(t testing.TB, s *Store) (*conversation.Conversation, string) {
+	t.Helper()
+	ctx := context.Background()
+	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	c := &conversation.Conversation{ID: "c1", WorkspaceID: ws.ID, Type: conversation.TypeWhatsApp, Status: conversation.StatusActive, CustomerID: "15551234567", LastMessageAt: now, CreatedAt: now, UpdatedAt: now}
+	if err := s.CreateConversation(ctx, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	return c, ws.ID
+}
+
+func TestApplyIsIdempotentOnExternalID(t *testing.T) {
+	s := openTest(t)
+	c, ws := seedConversation(t, s)
+	ctx := context.Background()
+	msg := func(id string) *conversation.Message {
+		return &conversation.Message{ID: id, ExternalID: "wamid.ABC", Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "hi", CreatedAt: time.Now().UTC()}
+	}
+	_, stored, err := s.Apply(ctx, ws, c.ID, conversation.Change{Messages: []*conversation.Message{msg("m1")}})
+	if err != nil || len(stored) != 1 {
+		t.Fatalf("first delivery: %v, %d stored", err, len(stored))
+	}
+	// A replay, alone and inside a batch with a new message.
+	_, stored, err = s.Apply(ctx, ws, c.ID, conversation.Change{Messages: []*conversation.Message{msg("m2")}})
+	if err != nil || len(stored) != 0 {
+		t.Fatalf("replay: %v, %d stored", err, len(stored))
+	}
+	fresh := &conversation.Message{ID: "m4", ExternalID: "wamid.NEW", Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "new", CreatedAt: time.Now().UTC()}
+	got, stored, err := s.Apply(ctx, ws, c.ID, conversation.Change{Messages: []*conversation.Message{msg("m3"), fresh}})
+	if err != nil || len(stored) != 1 || stored[0].ID != "m4" {
+		t.Fatalf("batch with a replay: %v, %v", err, stored)
+	}
+	if got.MessageCount != 2 {
+		t.Fatalf("message_count %d, want 2", got.MessageCount)
+	}
+	if _, _, err := s.Apply(ctx, "other-ws", c.ID, conversation.Change{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("apply from another workspace: %v", err)
+	}
+}
+
+func TestFTSQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"refund please":      `"refund" "please"`,
+		`"quoted" OR NOT x*`: `"quoted" "OR" "NOT" "x"`,
+		"   ":                "",
+		"héllo-wörld":        `"héllo" "wörld"`,
+	} {
+		if got := ftsQuery(in); got != want {
+			t.Errorf("ftsQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCustomerKeys(t *testing.T) {
+	for in, want := range map[string]string{
+		"+1 (555) 123-4567": "[+1 (555) 123-4567 15551234567]",
+		"15551234567":       "[15551234567]",
+		"crm-42":            "[crm-42]",
+	} {
+		if got := fmt.Sprint(customerKeys(in)); got != want {
+			t.Errorf("customerKeys(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func BenchmarkApplyMessage(b *testing.B) {
+	s := openTest(b)
+	c, ws := seedConversation(b, s)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			m := &conversation.Message{ID: fmt.Sprintf("%p-%d", pb, i), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "where is my order?", CreatedAt: time.Now().UTC()}
+			if _, _, err := s.Apply(ctx, ws, c.ID, conversation.Change{Messages: []*conversation.Message{m}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
