@@ -446,6 +446,9 @@ func (s *Store) textMatch(q *sqlBuilder, query string) string {
 	if match == "" {
 		return "1 = 1"
 	}
+	if s.dialect == "postgres" {
+		return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.workspace_id = c.workspace_id AND m.tsv @@ plainto_tsquery('simple', ` + q.arg(query) + `))`
+	}
 	return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.pk IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ` + q.arg(match) + `) AND m.workspace_id = c.workspace_id)`
 }
 

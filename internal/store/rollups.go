@@ -67,8 +67,8 @@ func (s *Store) Rollups(ctx context.Context, workspaceID string, f metrics.Filte
 		}
 		conds = append(conds, `type IN (`+strings.Join(ph, ", ")+`)`)
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT bucket, assistant_id, SUM(conversations), SUM(messages), SUM(inbound), SUM(answered),
-		SUM(response_ms_sum), SUM(tokens_in), SUM(tokens_out), SUM(cost_micros) FROM rollup_hourly WHERE `+strings.Join(conds, " AND ")+
+	rows, err := s.read.QueryContext(ctx, `SELECT bucket, assistant_id, CAST(SUM(conversations) AS BIGINT), CAST(SUM(messages) AS BIGINT), CAST(SUM(inbound) AS BIGINT), CAST(SUM(answered) AS BIGINT),
+		CAST(SUM(response_ms_sum) AS BIGINT), CAST(SUM(tokens_in) AS BIGINT), CAST(SUM(tokens_out) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT) FROM rollup_hourly WHERE `+strings.Join(conds, " AND ")+
 		` GROUP BY bucket, assistant_id`, q.args...)
 	if err != nil {
 		return fmt.Errorf("read rollups: %w", err)

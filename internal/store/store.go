@@ -17,7 +17,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
 
 // ErrNotFound is returned when a row does not exist in the caller's workspace.
@@ -55,7 +56,7 @@ func Open(dsn string) (*Store, error) {
 	case strings.HasPrefix(dsn, "sqlite://"), strings.HasPrefix(dsn, "file:"), !strings.Contains(dsn, "://"):
 		return openSQLite(dsn)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, errors.New("postgres: not built yet in this version; use sqlite://")
+		return openPostgres(dsn)
 	}
 	return nil, fmt.Errorf("unsupported database URL %q (want sqlite://PATH or postgres://…)", dsn)
 }
@@ -118,11 +119,18 @@ func openSQLite(dsn string) (*Store, error) {
 	return s, nil
 }
 
+// DB returns the write pool: on SQLite the single write connection (so a job library's insert joins
+// the same transaction as the rows it refers to), on PostgreSQL the pool.
+func (s *Store) DB() *sql.DB { return s.write }
+
 // Dialect names the SQL backend: "sqlite" or "postgres".
 func (s *Store) Dialect() string { return s.dialect }
 
 // Close stops the writer after the queued writes and closes the connections.
 func (s *Store) Close() error {
+	if s.writes == nil {
+		return s.write.Close()
+	}
 	close(s.writes)
 	<-s.done
 	return errors.Join(s.write.Close(), s.read.Close())
@@ -138,6 +146,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // transaction and one fsync; each runs inside its own savepoint, so one write's failure undoes only
 // that write. fn may be retried never; it must not keep tx after returning.
 func (s *Store) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.writes == nil {
+		return s.writeDirect(ctx, fn)
+	}
 	req := &writeReq{ctx: ctx, fn: fn, errc: make(chan error, 1)}
 	select {
 	case s.writes <- req:
@@ -220,7 +231,8 @@ func (s *Store) commitBatch(batch []*writeReq) {
 }
 
 // Migrate applies the embedded migrations not applied yet, in order, each in its own transaction.
-// Concurrent runners are safe: SQLite's write lock (and PostgreSQL's advisory lock) serialises them
+// Concurrent runners (instances starting together, `parley migrate` during a rolling upgrade) are
+// safe: SQLite's write lock, or a PostgreSQL advisory lock held for the whole run, serialises them,
 // and each re-reads the applied versions inside its transaction.
 func (s *Store) Migrate(ctx context.Context) error {
 	dir := "migrations/" + s.dialect
@@ -235,7 +247,34 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	sort.Strings(names)
-	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+	run := s.Write
+	if s.dialect == "postgres" {
+		conn, err := s.write.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrationLockID); err != nil {
+			return fmt.Errorf("migration lock: %w", err)
+		}
+		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, migrationLockID)
+		run = func(ctx context.Context, fn func(tx *sql.Tx) error) error {
+			tx, err := conn.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(tx); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+			return tx.Commit()
+		}
+	}
+	err = run(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, name := range names {
@@ -247,7 +286,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = s.Write(ctx, func(tx *sql.Tx) error {
+		err = run(ctx, func(tx *sql.Tx) error {
 			var n int
 			if err := tx.QueryRow(`SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
 				return err
@@ -267,6 +306,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// migrationLockID is the PostgreSQL advisory lock key that serialises migration runs.
+const migrationLockID = 7_270_414_001
 
 // ms converts a time to the stored unix milliseconds.
 func ms(t time.Time) int64 { return t.UnixMilli() }
