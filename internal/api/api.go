@@ -11,6 +11,7 @@ import (
 	"github.com/parley-hq/parley/internal/assistant"
 	"github.com/parley-hq/parley/internal/auth"
 	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/events"
 	"github.com/parley-hq/parley/internal/metrics"
 	"github.com/parley-hq/parley/internal/store"
 )
@@ -21,6 +22,7 @@ type API struct {
 	Assistants    *assistant.Service
 	Conversations *conversation.Service
 	Metrics       metrics.Source
+	Events        *events.Hub
 	// Extra are routes other packages add under /api/v1, behind the same authentication.
 	Extra map[string]HandlerFunc
 }
@@ -56,6 +58,7 @@ func (a *API) Handler() http.Handler {
 	handle("GET /api/v1/conversations/{id}", a.getConversation)
 	handle("POST /api/v1/conversations/{id}/messages", a.postMessage)
 	handle("GET /api/v1/conversations/{id}/messages", a.listMessages)
+	handle("GET /api/v1/conversations/{id}/events", a.conversationEvents)
 	handle("POST /api/v1/conversations/{id}/handoff", a.handoff)
 	handle("POST /api/v1/conversations/{id}/resume", a.resume)
 	handle("POST /api/v1/conversations/{id}/end", a.end)

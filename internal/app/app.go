@@ -57,6 +57,7 @@ type App struct {
 	// Extra holds features' services by name, for other features to find.
 	Extra map[string]any
 
+	fanout      *events.PGFanout
 	mounts      []server.Mount
 	handlerOnce sync.Once
 	handler     http.Handler
@@ -93,7 +94,20 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Assistants = assistant.NewService(st)
 	a.Runtime = &assistant.Runtime{Providers: assistant.Providers{}, Prices: assistant.DefaultPrices, Log: cfg.Log}
 	a.Events = events.NewHub()
-	a.Conversations = conversation.NewService(st, a.Assistants, a.Runtime, a.Events)
+	var publisher conversation.Publisher = a.Events
+	if st.Dialect() == "postgres" {
+		// Several instances may share this database: changes reach the others' live views.
+		a.fanout = events.NewPGFanout(a.Events, st.DB(), cfg.DB, func(ctx context.Context, ws, convID string, msgIDs []string) (*conversation.Conversation, []*conversation.Message, error) {
+			c, err := st.GetConversation(ctx, ws, convID)
+			if err != nil {
+				return nil, nil, err
+			}
+			msgs, err := st.MessagesByID(ctx, ws, convID, msgIDs)
+			return c, msgs, err
+		}, cfg.Log)
+		publisher = a.fanout
+	}
+	a.Conversations = conversation.NewService(st, a.Assistants, a.Runtime, publisher)
 	a.APIRoutes = map[string]api.HandlerFunc{}
 	a.Extra = map[string]any{}
 	for _, f := range features {
@@ -131,15 +145,31 @@ func Register(f Feature) { features = append(features, f) }
 // beside it (and may add routes under /api/v1/ through APIRoutes).
 func (a *App) Handler() http.Handler {
 	a.handlerOnce.Do(func() {
-		apiHandler := (&api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Extra: a.APIRoutes}).Handler()
+		apiHandler := (&api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Events: a.Events, Extra: a.APIRoutes}).Handler()
 		mounts := append([]server.Mount{{Pattern: "/api/", Handler: apiHandler}}, a.mounts...)
-		a.handler = server.New(a.Store, a.Registry, mounts...)
+		a.handler = server.New(readiness{a}, a.Registry, mounts...)
 	})
 	return a.handler
 }
 
-// Start runs the features' background work.
+// readiness is ready when the database answers and, with several instances, the event listener is up.
+type readiness struct{ a *App }
+
+func (r readiness) Ping(ctx context.Context) error {
+	if err := r.a.Store.Ping(ctx); err != nil {
+		return err
+	}
+	if r.a.fanout != nil && !r.a.fanout.Listening() {
+		return errors.New("event listener not connected")
+	}
+	return nil
+}
+
+// Start runs the background work: the cross-instance event listener and the features'.
 func (a *App) Start(ctx context.Context) error {
+	if a.fanout != nil {
+		go a.fanout.Run(ctx)
+	}
 	for _, f := range features {
 		if f.Start != nil {
 			if err := f.Start(ctx, a); err != nil {

@@ -592,3 +592,31 @@ func scanMessage(r scanner) (*conversation.Message, error) {
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }
+
+// MessagesByID returns the named messages of a conversation, in order.
+func (s *Store) MessagesByID(ctx context.Context, workspaceID, conversationID string, ids []string) ([]*conversation.Message, error) {
+	out := []*conversation.Message{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var q sqlBuilder
+	ph := make([]string, len(ids))
+	for i, id := range ids {
+		ph[i] = q.arg(id)
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+		WHERE c.id = `+q.arg(conversationID)+` AND c.workspace_id = `+q.arg(workspaceID)+` AND m.id IN (`+strings.Join(ph, ", ")+`) ORDER BY m.pk`, q.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		m.ConversationID = conversationID
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
