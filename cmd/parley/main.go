@@ -29,6 +29,7 @@ Usage:
                                      create an API key (printed on the last line)
   parley user create --email E --password P [--workspace SLUG]
                                      create a dashboard user
+  parley backup --out FILE           write a consistent copy of the database while it runs
   parley version
 
 Common flags (each also read from its environment variable):
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return errors.New("usage: parley user create --email E --password P [--workspace SLUG]")
 		}
 		return userCreate(rest[1:], stdout, stderr)
+	case "backup":
+		return backup(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "parley", version)
 		return nil
@@ -239,5 +242,29 @@ func userCreate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "user %s created, admin of workspace %q\n", u.Email, ws.Slug)
+	return nil
+}
+
+func backup(args []string, stdout, stderr io.Writer) error {
+	var out string
+	cfg, err := parse("backup", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&out, "out", "", "the backup file to write (must not exist)")
+	})
+	if err != nil {
+		return err
+	}
+	if out == "" {
+		out = "parley-backup-" + time.Now().UTC().Format("20060102-150405") + ".db"
+	}
+	ctx := context.Background()
+	a, err := app.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Store.Backup(ctx, out, cfg.DB); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backup written to %s\n", out)
 	return nil
 }

@@ -151,12 +151,31 @@ func TestServeWithNoConfiguration(t *testing.T) {
 		t.Fatalf("did not stop on SIGTERM\n%s", logs.String())
 	}
 
-	// Data survives the restart: migrate again (idempotent) and the key still works on a new server.
+	// Migrating again is a no-op, and a backup holds the data.
 	mig := exec.Command(bin, "migrate")
 	mig.Dir = dir
 	mig.Env = cleanEnv()
 	if out, err := mig.CombinedOutput(); err != nil {
 		t.Fatalf("migrate: %v %s", err, out)
+	}
+	bk := exec.Command(bin, "backup", "--out", "copy.db")
+	bk.Dir = dir
+	bk.Env = cleanEnv()
+	if out, err := bk.CombinedOutput(); err != nil {
+		t.Fatalf("backup: %v %s", err, out)
+	}
+	restored := startServer(t, bin, dir, append(cleanEnv(), "PARLEY_DB=sqlite://copy.db"))
+	req, _ := http.NewRequest("GET", restored+"/api/v1/conversations/"+c["id"].(string), nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the backup lacks the conversation: %v %v", resp, err)
+	}
+	var d map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&d)
+	resp.Body.Close()
+	if d["message_count"].(float64) != 2 {
+		t.Fatalf("backup conversation: %v", d)
 	}
 }
 
