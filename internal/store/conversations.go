@@ -123,6 +123,10 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 			c.LastError = *ch.LastError
 		}
 		c.UpdatedAt = now
+		if ch.CostMicros != 0 {
+			c.CostMicros += ch.CostMicros
+			r.at(now).cost += ch.CostMicros
+		}
 		if _, err := tx.Exec(`UPDATE conversations SET status = $1, message_count = $2, tokens_in = $3, tokens_out = $4, cost_micros = $5,
 			last_message_preview = $6, last_message_at = $7, last_inbound_at = $8, handoff_reason = $9, last_error = $10, updated_at = $11, ended_at = $12
 			WHERE pk = $13`, string(c.Status), c.MessageCount, c.TokensIn, c.TokensOut, c.CostMicros, c.LastMessagePreview, ms(c.LastMessageAt),
@@ -134,6 +138,11 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 		}
 		if err := r.flush(tx, workspaceID, c.AssistantID, string(c.Type)); err != nil {
 			return err
+		}
+		if ch.InTx != nil {
+			if err := ch.InTx(tx, stored); err != nil {
+				return err
+			}
 		}
 		out = c
 		return nil
@@ -370,38 +379,137 @@ func decodeCursor(s string) (int64, int64, error) {
 	return at, pk, nil
 }
 
+// exportBatch is how many conversations the export reads at a time.
+const exportBatch = 256
+
+// exportFetchers is how many pages of messages are read at once, each on its own connection.
+const exportFetchers = 2
+
+type exportPage struct {
+	convs []*conversation.Conversation
+	pks   []int64
+	msgs  chan map[int64][]*conversation.Message
+	err   chan error
+}
+
 // Export streams every message of the filtered conversations, conversation by conversation in list
-// order, each message once, without holding more than one row.
+// order. Conversations are read a page at a time (keyset); each page's messages are read with one
+// query, on up to exportFetchers connections at once, and handed on in order. Memory is bounded by a
+// few pages whatever the export's size, and a conversation's columns are read once, not per message.
 func (s *Store) Export(ctx context.Context, workspaceID string, f conversation.Filter, fn func(conversation.ExportRow) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan *exportPage, exportFetchers)
+	listErr := make(chan error, 1)
+	sem := make(chan struct{}, exportFetchers)
+	go func() {
+		defer close(pages)
+		listErr <- s.exportPages(ctx, workspaceID, f, func(p *exportPage) error {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			go func() {
+				defer func() { <-sem }()
+				m, err := s.exportMessages(ctx, p.pks)
+				p.msgs <- m
+				p.err <- err
+			}()
+			select {
+			case pages <- p:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	for p := range pages {
+		byConv, err := <-p.msgs, <-p.err
+		if err != nil {
+			return err
+		}
+		for i, c := range p.convs {
+			for _, m := range byConv[p.pks[i]] {
+				m.ConversationID = c.ID
+				if err := fn(conversation.ExportRow{Conversation: c, Message: m}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return <-listErr
+}
+
+// exportPages walks the filtered conversations in list order, a page at a time.
+func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversation.Filter, emit func(*exportPage) error) error {
+	var afterAt, afterPK int64
+	first := true
+	for {
+		var q sqlBuilder
+		where := s.filterWhere(&q, workspaceID, f)
+		if !first {
+			a, b, c := q.arg(afterAt), q.arg(afterAt), q.arg(afterPK)
+			where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
+		}
+		rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE `+where+
+			` ORDER BY c.last_message_at DESC, c.pk DESC LIMIT `+q.arg(exportBatch), q.args...)
+		if err != nil {
+			return fmt.Errorf("export conversations: %w", err)
+		}
+		p := &exportPage{msgs: make(chan map[int64][]*conversation.Message, 1), err: make(chan error, 1)}
+		for rows.Next() {
+			c, pk, err := scanConversation(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			p.convs = append(p.convs, c)
+			p.pks = append(p.pks, pk)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(p.convs) == 0 {
+			return nil
+		}
+		first = false
+		afterAt, afterPK = ms(p.convs[len(p.convs)-1].LastMessageAt), p.pks[len(p.pks)-1]
+		if err := emit(p); err != nil {
+			return err
+		}
+		if len(p.convs) < exportBatch {
+			return nil
+		}
+	}
+}
+
+func (s *Store) exportMessages(ctx context.Context, pks []int64) (map[int64][]*conversation.Message, error) {
 	var q sqlBuilder
-	where := s.filterWhere(&q, workspaceID, f)
-	rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+`, `+messageColumns+conversationFrom+
-		` JOIN messages m ON m.conversation_pk = c.pk WHERE `+where+` ORDER BY c.last_message_at DESC, c.pk DESC, m.pk`, q.args...)
+	ph := make([]string, len(pks))
+	for i, pk := range pks {
+		ph[i] = q.arg(pk)
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT m.conversation_pk, `+messageColumns+` FROM messages m WHERE m.conversation_pk IN (`+strings.Join(ph, ", ")+`) ORDER BY m.conversation_pk, m.pk`, q.args...)
 	if err != nil {
-		return fmt.Errorf("export: %w", err)
+		return nil, fmt.Errorf("export messages: %w", err)
 	}
 	defer rows.Close()
-	var c conversation.Conversation
-	var m conversation.Message
-	cd := newConversationDest(&c)
-	md := newMessageDest(&m)
-	dest := append(cd.targets(), md.targets()...)
+	out := make(map[int64][]*conversation.Message, len(pks))
+	var convPK int64
 	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return err
+		m := &conversation.Message{}
+		d := newMessageDest(m)
+		if err := rows.Scan(append([]any{&convPK}, d.targets()...)...); err != nil {
+			return nil, err
 		}
-		if err := cd.finish(); err != nil {
-			return err
+		if err := d.finish(); err != nil {
+			return nil, err
 		}
-		if err := md.finish(); err != nil {
-			return err
-		}
-		m.ConversationID = c.ID
-		if err := fn(conversation.ExportRow{Conversation: &c, Message: &m}); err != nil {
-			return err
-		}
+		out[convPK] = append(out[convPK], m)
 	}
-	return rows.Err()
+	return out, rows.Err()
 }
 
 // filterWhere builds the WHERE clause shared by the list, the export and counts.
@@ -435,21 +543,22 @@ func (s *Store) filterWhere(q *sqlBuilder, workspaceID string, f conversation.Fi
 		conds = append(conds, `c.status = `+q.arg(string(f.Status)))
 	}
 	if f.Query != "" {
-		conds = append(conds, s.textMatch(q, f.Query))
+		conds = append(conds, s.textMatch(q, workspaceID, f.Query))
 	}
 	return strings.Join(conds, " AND ")
 }
 
-// textMatch selects conversations with a message containing every word of query.
-func (s *Store) textMatch(q *sqlBuilder, query string) string {
+// textMatch selects conversations with a message containing every word of query. The subquery is
+// not correlated (the workspace is bound, not taken from c), so the match set is computed once.
+func (s *Store) textMatch(q *sqlBuilder, workspaceID, query string) string {
 	match := ftsQuery(query)
 	if match == "" {
 		return "1 = 1"
 	}
 	if s.dialect == "postgres" {
-		return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.workspace_id = c.workspace_id AND m.tsv @@ plainto_tsquery('simple', ` + q.arg(query) + `))`
+		return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.workspace_id = ` + q.arg(workspaceID) + ` AND m.tsv @@ plainto_tsquery('simple', ` + q.arg(query) + `))`
 	}
-	return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.pk IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ` + q.arg(match) + `) AND m.workspace_id = c.workspace_id)`
+	return `c.pk IN (SELECT m.conversation_pk FROM messages_fts f JOIN messages m ON m.pk = f.rowid WHERE messages_fts MATCH ` + q.arg(match) + ` AND m.workspace_id = ` + q.arg(workspaceID) + `)`
 }
 
 // ftsQuery turns free text into an FTS5 query: every word must appear, each quoted so that
