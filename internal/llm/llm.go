@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -16,6 +18,14 @@ type Message struct {
 	ToolCalls  []ToolCall // on assistant messages
 	ToolCallID string     // on tool messages
 	Name       string     // the tool's name, on tool messages
+	Images     []Image    // image inputs on user messages (vision)
+}
+
+// Image is an image input: its bytes (sent as a data URL) or a public URL.
+type Image struct {
+	MimeType string
+	Data     []byte
+	URL      string
 }
 
 // ToolCall is a function call the model asked for. Arguments is a JSON object as text.
@@ -63,6 +73,42 @@ type Provider interface {
 // ErrNoProvider is returned when a model is asked for but no provider serves it.
 var ErrNoProvider = errors.New("no model provider configured")
 
+// ErrContextLength marks a request the model refused because the prompt is longer than its
+// context: the caller must shorten the request before trying again, never resend it unchanged.
+var ErrContextLength = errors.New("context length exceeded")
+
+// APIError is an error answer of a model provider.
+type APIError struct {
+	Status  int    // HTTP status; 0 for an error event inside a stream
+	Code    string // provider's code, e.g. rate_limit_exceeded, insufficient_quota
+	Type    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	if e.Status == 0 {
+		return fmt.Sprintf("model stream error (%s): %s", e.Code, msg)
+	}
+	return fmt.Sprintf("model error %d (%s): %s", e.Status, e.Code, msg)
+}
+
+// Is lets errors.Is(err, ErrContextLength) find a context-length refusal.
+func (e *APIError) Is(target error) bool {
+	if target != ErrContextLength {
+		return false
+	}
+	if e.Code == "context_length_exceeded" {
+		return true
+	}
+	// Other OpenAI-compatible servers (vLLM, llama.cpp, Ollama) say it in words.
+	m := strings.ToLower(e.Message)
+	return e.Status == 400 && (strings.Contains(m, "context length") || strings.Contains(m, "context window") || strings.Contains(m, "maximum context"))
+}
+
 // EstimateTokens is a simple tokenizer estimate (about four characters a token), used where a
 // provider reports no usage.
 func EstimateTokens(s string) int64 {
@@ -77,7 +123,7 @@ func EstimateTokens(s string) int64 {
 func EstimateRequestTokens(req Request) int64 {
 	var total int64
 	for _, m := range req.Messages {
-		total += 4 + EstimateTokens(m.Content)
+		total += 4 + EstimateTokens(m.Content) + int64(len(m.Images))*765
 		for _, tc := range m.ToolCalls {
 			total += EstimateTokens(tc.Name) + EstimateTokens(tc.Arguments)
 		}
