@@ -110,6 +110,8 @@ func domainError(err error) error {
 		return errorf(http.StatusNotFound, "assistant_not_found", "assistant not found")
 	case errors.Is(err, conversation.ErrEnded):
 		return errorf(http.StatusConflict, "conversation_ended", "the conversation has ended")
+	case errors.Is(err, conversation.ErrWindowClosed):
+		return errorf(http.StatusConflict, "window_closed", "the 24-hour customer service window is closed: only a template can be sent")
 	case errors.Is(err, store.ErrBadCursor):
 		return errorf(http.StatusBadRequest, "invalid_cursor", "the cursor is not one this API returned")
 	case errors.Is(err, store.ErrNotFound):

@@ -238,7 +238,11 @@ func (s *Service) Post(ctx context.Context, workspaceID, id string, in PostInput
 	} else {
 		m.Direction = Outbound
 	}
-	c, stored, err := s.repo.Apply(ctx, workspaceID, id, Change{Messages: []*Message{m}})
+	change := Change{Messages: []*Message{m}}
+	if err := s.prepareOutbound(ctx, c, m, &change); err != nil {
+		return nil, err // a channel refused the message (e.g. WhatsApp's window is closed)
+	}
+	c, stored, err := s.repo.Apply(ctx, workspaceID, id, change)
 	if err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}

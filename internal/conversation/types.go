@@ -4,6 +4,7 @@
 package conversation
 
 import (
+	"database/sql"
 	"encoding/json"
 	"time"
 )
@@ -203,4 +204,10 @@ type Change struct {
 	Status        Status // empty: unchanged
 	HandoffReason *string
 	LastError     *string
+	// CostMicros adds a cost that comes with no new message (a channel's delivery price) to the
+	// conversation's totals and the metrics rollups.
+	CostMicros int64
+	// InTx runs last in the store's transaction with the messages actually stored (replayed
+	// external ids skipped), so a channel can queue work atomically with them.
+	InTx func(tx *sql.Tx, stored []*Message) error
 }

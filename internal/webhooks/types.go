@@ -1,0 +1,32 @@
+// Package webhooks delivers Parley's events to automation platforms: each subscription gets a
+// signed POST (X-Parley-Signature: sha256=<hex HMAC of the body>) per event, retried durably.
+package webhooks
+
+import "time"
+
+// Events a webhook may subscribe to.
+const (
+	EventConversationCreated = "conversation.created"
+	EventMessageCreated      = "message.created"
+	EventConversationEnded   = "conversation.ended"
+	EventHandoff             = "handoff"
+)
+
+// ValidEvent reports whether e is a known event.
+func ValidEvent(e string) bool {
+	switch e {
+	case EventConversationCreated, EventMessageCreated, EventConversationEnded, EventHandoff:
+		return true
+	}
+	return false
+}
+
+// Webhook is a subscription. Secret is plaintext in memory, sealed in the store.
+type Webhook struct {
+	ID          string
+	WorkspaceID string
+	URL         string
+	Events      []string
+	Secret      string
+	CreatedAt   time.Time
+}
