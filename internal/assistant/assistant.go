@@ -3,6 +3,7 @@
 package assistant
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,8 @@ type Assistant struct {
 	Version          int
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
+
+	changed bool // set by apply: something that shapes replies changed
 }
 
 // ExtractField is one variable the assistant collects.
@@ -70,8 +73,28 @@ type Input struct {
 	FallbackText     *string          `json:"fallback_text"`
 }
 
+// ToolSecrets keeps the header values of assistants' HTTP tools apart from the assistant (sealed
+// at rest); the assistant's tools JSON shows only HeaderMask in their place.
+type ToolSecrets interface {
+	// SaveToolHeaders replaces an assistant's header values: tool name → header → plain value.
+	SaveToolHeaders(ctx context.Context, workspaceID, assistantID string, headers map[string]map[string]string) error
+	// ToolHeaders returns them opened.
+	ToolHeaders(ctx context.Context, workspaceID, assistantID string) (map[string]map[string]string, error)
+}
+
+// KnowledgeBases checks knowledge base ids.
+type KnowledgeBases interface {
+	Exists(ctx context.Context, workspaceID string, ids []string) error
+}
+
 // Service manages assistants.
-type Service struct{ repo Repository }
+type Service struct {
+	repo Repository
+	// Secrets stores HTTP tool header values; without it, tools with header values are refused.
+	Secrets ToolSecrets
+	// KnowledgeBases, when set, validates knowledge_base_ids.
+	KnowledgeBases KnowledgeBases
+}
 
 // NewService returns the assistant service.
 func NewService(repo Repository) *Service { return &Service{repo: repo} }
@@ -87,7 +110,14 @@ func (s *Service) Create(ctx context.Context, workspaceID string, in Input) (*As
 	}
 	now := time.Now().UTC()
 	a := &Assistant{ID: ids.New(), WorkspaceID: workspaceID, Tools: json.RawMessage("[]"), KnowledgeBaseIDs: []string{}, Extract: []ExtractField{}, Version: 1, CreatedAt: now, UpdatedAt: now}
-	if _, err := apply(a, in); err != nil {
+	headers, err := apply(a, in)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkKnowledge(ctx, workspaceID, in); err != nil {
+		return nil, err
+	}
+	if err := s.saveHeaders(ctx, a, headers, nil); err != nil {
 		return nil, err
 	}
 	if err := s.repo.CreateAssistant(ctx, a); err != nil {
@@ -112,11 +142,26 @@ func (s *Service) Update(ctx context.Context, workspaceID, id string, in Input) 
 	if err != nil {
 		return nil, err
 	}
-	changed, err := apply(a, in)
+	old := string(a.Tools)
+	headers, err := apply(a, in)
 	if err != nil {
 		return nil, err
 	}
-	if changed {
+	if err := s.checkKnowledge(ctx, workspaceID, in); err != nil {
+		return nil, err
+	}
+	if in.Tools != nil {
+		var existing map[string]map[string]string
+		if s.Secrets != nil && strings.Contains(old, HeaderMaskJSON) {
+			if existing, err = s.Secrets.ToolHeaders(ctx, workspaceID, id); err != nil {
+				return nil, fmt.Errorf("read tool headers: %w", err)
+			}
+		}
+		if err := s.saveHeaders(ctx, a, headers, existing); err != nil {
+			return nil, err
+		}
+	}
+	if a.changed {
 		a.Version++
 	}
 	a.UpdatedAt = time.Now().UTC()
@@ -136,20 +181,71 @@ var (
 	extractTypes = map[string]bool{"string": true, "number": true, "integer": true, "boolean": true, "email": true, "phone": true, "date": true}
 )
 
-// apply copies the set fields of in onto a after validating them, and reports whether anything
-// that shapes replies (prompt, model, temperature, tools, knowledge, extraction) changed.
-func apply(a *Assistant, in Input) (bool, error) {
+// HeaderMaskJSON is how a masked header value appears in the tools JSON.
+var HeaderMaskJSON = `"` + tools.HeaderMask + `"`
+
+func (s *Service) checkKnowledge(ctx context.Context, workspaceID string, in Input) error {
+	if in.KnowledgeBaseIDs == nil || s.KnowledgeBases == nil || len(*in.KnowledgeBaseIDs) == 0 {
+		return nil
+	}
+	if err := s.KnowledgeBases.Exists(ctx, workspaceID, *in.KnowledgeBaseIDs); err != nil {
+		return &ValidationError{"knowledge_base_ids", "must name knowledge bases of this workspace (" + err.Error() + ")"}
+	}
+	return nil
+}
+
+// saveHeaders stores the header values of the assistant's HTTP tools; a masked value keeps what
+// was stored for that tool and header before.
+func (s *Service) saveHeaders(ctx context.Context, a *Assistant, headers, existing map[string]map[string]string) error {
+	out := map[string]map[string]string{}
+	n := 0
+	for tool, hs := range headers {
+		for h, v := range hs {
+			if v == tools.HeaderMask {
+				old, ok := existing[tool][h]
+				if !ok {
+					return &ValidationError{"tools", fmt.Sprintf("header %s of tool %s is masked but has no stored value; send the value", h, tool)}
+				}
+				v = old
+			}
+			if out[tool] == nil {
+				out[tool] = map[string]string{}
+			}
+			out[tool][h] = v
+			n++
+		}
+	}
+	if s.Secrets == nil {
+		if n > 0 {
+			return &ValidationError{"tools", "HTTP tool headers need the secret store, which is not configured"}
+		}
+		return nil
+	}
+	if n == 0 && len(existing) == 0 {
+		return nil // nothing to store, nothing to clear
+	}
+	if err := s.Secrets.SaveToolHeaders(ctx, a.WorkspaceID, a.ID, out); err != nil {
+		return fmt.Errorf("save tool headers: %w", err)
+	}
+	return nil
+}
+
+// apply copies the set fields of in onto a after validating them, records in a.changed whether
+// anything that shapes replies (prompt, model, temperature, tools, knowledge, extraction) changed,
+// and returns the HTTP tools' header values (tool → header → value) taken out of the tools JSON.
+func apply(a *Assistant, in Input) (map[string]map[string]string, error) {
+	var headers map[string]map[string]string
 	versioned := false
 	if in.Name != nil {
 		name := strings.TrimSpace(*in.Name)
 		if name == "" || len(name) > 200 {
-			return false, &ValidationError{"name", "must be 1 to 200 characters"}
+			return nil, &ValidationError{"name", "must be 1 to 200 characters"}
 		}
 		a.Name = name
 	}
 	if in.SystemPrompt != nil {
 		if len(*in.SystemPrompt) > 100_000 {
-			return false, &ValidationError{"system_prompt", "must be at most 100000 characters"}
+			return nil, &ValidationError{"system_prompt", "must be at most 100000 characters"}
 		}
 		versioned = versioned || a.SystemPrompt != *in.SystemPrompt
 		a.SystemPrompt = *in.SystemPrompt
@@ -157,32 +253,33 @@ func apply(a *Assistant, in Input) (bool, error) {
 	if in.Model != nil {
 		model := strings.TrimSpace(*in.Model)
 		if model == "" || len(model) > 200 {
-			return false, &ValidationError{"model", "must be 1 to 200 characters"}
+			return nil, &ValidationError{"model", "must be 1 to 200 characters"}
 		}
 		versioned = versioned || a.Model != model
 		a.Model = model
 	}
 	if in.Temperature != nil {
 		if *in.Temperature < 0 || *in.Temperature > 2 {
-			return false, &ValidationError{"temperature", "must be between 0 and 2"}
+			return nil, &ValidationError{"temperature", "must be between 0 and 2"}
 		}
 		t := *in.Temperature
 		versioned = versioned || a.Temperature == nil || *a.Temperature != t
 		a.Temperature = &t
 	}
 	if in.Tools != nil {
-		tools, err := normalizeTools(*in.Tools)
+		normalized, hs, err := normalizeTools(*in.Tools)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
-		versioned = versioned || string(a.Tools) != string(tools)
-		a.Tools = tools
+		versioned = versioned || string(a.Tools) != string(normalized)
+		a.Tools = normalized
+		headers = hs
 	}
 	if in.KnowledgeBaseIDs != nil {
 		kbs := []string{}
 		for _, id := range *in.KnowledgeBaseIDs {
 			if strings.TrimSpace(id) == "" {
-				return false, &ValidationError{"knowledge_base_ids", "must not contain empty ids"}
+				return nil, &ValidationError{"knowledge_base_ids", "must not contain empty ids"}
 			}
 			kbs = append(kbs, id)
 		}
@@ -194,21 +291,21 @@ func apply(a *Assistant, in Input) (bool, error) {
 		seen := map[string]bool{}
 		for i, f := range *in.Extract {
 			if !variableName.MatchString(f.Name) {
-				return false, &ValidationError{fmt.Sprintf("extract[%d].name", i), "must be letters, digits and underscores, starting with a letter"}
+				return nil, &ValidationError{fmt.Sprintf("extract[%d].name", i), "must be letters, digits and underscores, starting with a letter"}
 			}
 			if seen[f.Name] {
-				return false, &ValidationError{fmt.Sprintf("extract[%d].name", i), "is a duplicate"}
+				return nil, &ValidationError{fmt.Sprintf("extract[%d].name", i), "is a duplicate"}
 			}
 			seen[f.Name] = true
 			if f.Type == "" {
 				f.Type = "string"
 			}
 			if !extractTypes[f.Type] {
-				return false, &ValidationError{fmt.Sprintf("extract[%d].type", i), "must be one of string, number, integer, boolean, email, phone, date"}
+				return nil, &ValidationError{fmt.Sprintf("extract[%d].type", i), "must be one of string, number, integer, boolean, email, phone, date"}
 			}
 			if f.Pattern != "" {
 				if _, err := regexp.Compile(f.Pattern); err != nil {
-					return false, &ValidationError{fmt.Sprintf("extract[%d].pattern", i), "is not a valid regular expression"}
+					return nil, &ValidationError{fmt.Sprintf("extract[%d].pattern", i), "is not a valid regular expression"}
 				}
 			}
 			fields = append(fields, f)
@@ -220,41 +317,72 @@ func apply(a *Assistant, in Input) (bool, error) {
 	}
 	if in.FallbackText != nil {
 		if len(*in.FallbackText) > 4096 {
-			return false, &ValidationError{"fallback_text", "must be at most 4096 characters"}
+			return nil, &ValidationError{"fallback_text", "must be at most 4096 characters"}
 		}
 		a.FallbackText = *in.FallbackText
 	}
-	return versioned, nil
+	a.changed = versioned
+	return headers, nil
 }
 
-// normalizeTools checks that tools is a JSON array whose items are built-in tool names or tool
-// objects with a name, and returns it compacted.
-func normalizeTools(raw json.RawMessage) (json.RawMessage, error) {
+// normalizeTools checks that tools is a JSON array whose items are built-in tool names or HTTP
+// tool objects, and returns it compacted with header values masked, and the header values apart.
+func normalizeTools(raw json.RawMessage) (json.RawMessage, map[string]map[string]string, error) {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, &ValidationError{"tools", "must be an array"}
+		return nil, nil, &ValidationError{"tools", "must be an array"}
 	}
-	out := make([]json.RawMessage, 0, len(items))
+	out := make([]any, 0, len(items))
+	headers := map[string]map[string]string{}
+	seen := map[string]bool{}
 	for i, item := range items {
+		field := fmt.Sprintf("tools[%d]", i)
 		var name string
 		if json.Unmarshal(item, &name) == nil {
 			if !tools.IsBuiltin(name) {
-				return nil, &ValidationError{fmt.Sprintf("tools[%d]", i), fmt.Sprintf("unknown built-in tool %q", name)}
+				return nil, nil, &ValidationError{field, fmt.Sprintf("unknown built-in tool %q", name)}
 			}
-			out = append(out, item)
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			out = append(out, name)
 			continue
 		}
-		var obj struct {
-			Name string `json:"name"`
+		var t tools.HTTPTool
+		dec := json.NewDecoder(strings.NewReader(string(item)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&t); err != nil {
+			return nil, nil, &ValidationError{field, "must be a built-in tool name or an HTTP tool object {type, name, description, parameters, method, url, headers, timeout_ms}"}
 		}
-		if err := json.Unmarshal(item, &obj); err != nil || !variableName.MatchString(obj.Name) {
-			return nil, &ValidationError{fmt.Sprintf("tools[%d]", i), "must be a built-in tool name or an object with a valid name"}
+		if t.Type == "" && t.URL != "" {
+			t.Type = "http"
 		}
-		out = append(out, item)
+		if err := t.Validate(); err != nil {
+			return nil, nil, &ValidationError{field, err.Error()}
+		}
+		if seen[t.Name] {
+			return nil, nil, &ValidationError{field, fmt.Sprintf("tool name %q is used twice", t.Name)}
+		}
+		seen[t.Name] = true
+		if len(t.Headers) > 0 {
+			headers[t.Name] = map[string]string{}
+			for h, v := range t.Headers {
+				headers[t.Name][h] = v
+				t.Headers[h] = tools.HeaderMask
+			}
+		}
+		if len(t.Parameters) > 0 {
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, t.Parameters); err == nil {
+				t.Parameters = json.RawMessage(compact.String())
+			}
+		}
+		out = append(out, t)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		return nil, errors.New("tools: cannot encode")
+		return nil, nil, errors.New("tools: cannot encode")
 	}
-	return b, nil
+	return b, headers, nil
 }

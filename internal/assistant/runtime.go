@@ -60,13 +60,33 @@ type Sink interface {
 	Step(ctx context.Context, s Step) error
 }
 
+// ToolHeaderSource opens the header values of an assistant's HTTP tools (tool → header → value).
+type ToolHeaderSource interface {
+	ToolHeaders(ctx context.Context, workspaceID, assistantID string) (map[string]map[string]string, error)
+}
+
+// ImageLoader fetches the bytes of an image a customer sent (from the blob store), so it can go to
+// a vision model inline.
+type ImageLoader interface {
+	LoadImage(ctx context.Context, workspaceID string, img llm.Image) (llm.Image, error)
+}
+
 // Runtime runs turns.
 type Runtime struct {
 	Providers ProviderResolver
 	Prices    PriceBook
 	Knowledge tools.Searcher
+	// HTTP runs HTTP tools; Headers opens their header values.
+	HTTP    *tools.HTTPCaller
+	Headers ToolHeaderSource
+	// Images loads customers' images for vision models; MaxImages bounds how many of the latest
+	// ones go with a request (default 4).
+	Images    ImageLoader
+	MaxImages int
 	MaxRounds int
-	Log       *slog.Logger
+	// MaxContextTokens caps the estimated prompt; 0 uses the model's known context size.
+	MaxContextTokens int64
+	Log              *slog.Logger
 }
 
 // Run runs the turn loop: model → tools → model …, bounded by MaxRounds. A model failure is not an
@@ -82,15 +102,27 @@ func (r *Runtime) Run(ctx context.Context, t Turn, sink Sink) error {
 		env.Extract = append(env.Extract, tools.Field{Name: f.Name, Description: f.Description, Type: f.Type, Pattern: f.Pattern})
 	}
 	req := llm.Request{Model: a.Model, Temperature: a.Temperature, Tools: tools.Definitions(env, enabledBuiltins(a.Tools))}
-	req.Messages = append([]llm.Message{{Role: "system", Content: systemPrompt(a, t.Variables)}}, t.History...)
+	httpTools := map[string]tools.HTTPTool{}
+	if hts, err := tools.ParseHTTPTools(a.Tools); err == nil {
+		for _, ht := range hts {
+			httpTools[ht.Name] = ht
+			req.Tools = append(req.Tools, ht.Def())
+		}
+	}
+	history := append([]llm.Message(nil), t.History...)
+	history = r.prepareImages(ctx, a, history)
+	req.Messages = append([]llm.Message{{Role: "system", Content: systemPrompt(a, t.Variables)}}, history...)
+	req.Messages = fitContext(req, r.contextBudget(a.Model))
 
 	provider, err := r.Providers.Provider(ctx, a.WorkspaceID, a.Model)
 	if err != nil {
 		return sink.Step(ctx, r.failed(a, fmt.Errorf("model %q: %w", a.Model, err)))
 	}
+	var headers map[string]map[string]string
+	headersLoaded := false
 	for round := 0; round < maxRounds; round++ {
 		start := time.Now()
-		resp, err := provider.Chat(ctx, req, sink.Delta)
+		resp, err := r.chat(ctx, provider, &req, sink.Delta)
 		latency := time.Since(start).Milliseconds()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -108,8 +140,20 @@ func (r *Runtime) Run(ctx context.Context, t Turn, sink Sink) error {
 		assistantMsg := llm.Message{Role: "assistant", Content: resp.Content, ToolCalls: resp.ToolCalls}
 		var results []llm.Message
 		for _, tc := range resp.ToolCalls {
-			result, fx := tools.Call(ctx, env, tc.Name, tc.Arguments)
-			step.Effects.Merge(fx)
+			var result string
+			if ht, ok := httpTools[tc.Name]; ok && r.HTTP != nil {
+				if !headersLoaded && len(ht.Headers) > 0 && r.Headers != nil {
+					headersLoaded = true
+					if headers, err = r.Headers.ToolHeaders(ctx, a.WorkspaceID, a.ID); err != nil && r.Log != nil {
+						r.Log.Warn("assistant: HTTP tool headers could not be opened", "assistant", a.ID, "err", err)
+					}
+				}
+				result = r.HTTP.Call(ctx, ht, headers[ht.Name], tc.Arguments)
+			} else {
+				var fx tools.Effects
+				result, fx = tools.Call(ctx, env, tc.Name, tc.Arguments)
+				step.Effects.Merge(fx)
+			}
 			step.ToolCalls = append(step.ToolCalls, ToolCallRecord{ID: tc.ID, Name: tc.Name, Arguments: tc.Arguments, Result: result})
 			results = append(results, llm.Message{Role: "tool", ToolCallID: tc.ID, Name: tc.Name, Content: result})
 		}
@@ -120,6 +164,137 @@ func (r *Runtime) Run(ctx context.Context, t Turn, sink Sink) error {
 		req.Messages = append(req.Messages, results...)
 	}
 	return sink.Step(ctx, r.failed(a, fmt.Errorf("the model kept calling tools for %d rounds", maxRounds)))
+}
+
+// maxTrims bounds how often one call is shortened after context_length_exceeded.
+const maxTrims = 6
+
+// chat calls the model; when it refuses the prompt as too long, the oldest history is dropped and
+// the shorter request is sent — never the same one again.
+func (r *Runtime) chat(ctx context.Context, p llm.Provider, req *llm.Request, onDelta func(string)) (llm.Response, error) {
+	for trims := 0; ; trims++ {
+		resp, err := p.Chat(ctx, *req, onDelta)
+		if err == nil || !errors.Is(err, llm.ErrContextLength) {
+			return resp, err
+		}
+		shorter, ok := trimOldest(req.Messages)
+		if !ok || trims >= maxTrims {
+			return resp, fmt.Errorf("the conversation does not fit the model's context even with its history trimmed: %w", err)
+		}
+		if r.Log != nil {
+			r.Log.Info("assistant: prompt too long for the model; trimmed the oldest history", "model", req.Model, "messages_before", len(req.Messages), "messages_after", len(shorter))
+		}
+		req.Messages = shorter
+	}
+}
+
+// trimOldest drops about the older half of the history (keeping the system prompt, and cutting
+// only where a user message starts, so no tool result loses its call). It reports false when
+// nothing can be dropped.
+func trimOldest(msgs []llm.Message) ([]llm.Message, bool) {
+	if len(msgs) < 2 {
+		return msgs, false
+	}
+	head := 0
+	if msgs[0].Role == "system" {
+		head = 1
+	}
+	lastUser := -1
+	for i := len(msgs) - 1; i >= head; i-- {
+		if msgs[i].Role == "user" {
+			lastUser = i
+			break
+		}
+	}
+	if lastUser <= head {
+		return msgs, false
+	}
+	target := head + (lastUser-head+1)/2
+	cut := lastUser
+	for i := target; i <= lastUser; i++ {
+		if msgs[i].Role == "user" && i > head {
+			cut = i
+			break
+		}
+	}
+	out := make([]llm.Message, 0, len(msgs)-(cut-head))
+	out = append(out, msgs[:head]...)
+	out = append(out, msgs[cut:]...)
+	return out, true
+}
+
+// contextWindows are known context sizes (tokens) by model name prefix.
+var contextWindows = []struct {
+	prefix string
+	tokens int64
+}{
+	{"gpt-4.1", 1_000_000}, {"gpt-5", 400_000}, {"gpt-4o", 128_000}, {"o3", 200_000}, {"o4", 200_000},
+	{"gpt-4-turbo", 128_000}, {"gpt-3.5-turbo", 16_000}, {"gpt-4", 8_000},
+}
+
+func (r *Runtime) contextBudget(model string) int64 {
+	if r.MaxContextTokens > 0 {
+		return r.MaxContextTokens
+	}
+	if model == llm.BuiltinModel {
+		return 1 << 40
+	}
+	for _, w := range contextWindows {
+		if strings.HasPrefix(model, w.prefix) {
+			return w.tokens * 3 / 4 // room for the reply and the estimate's error
+		}
+	}
+	return 24_000 // unknown (often local) models: a cautious size; context errors trim further
+}
+
+// fitContext trims the oldest history until the estimated prompt fits budget.
+func fitContext(req llm.Request, budget int64) []llm.Message {
+	msgs := req.Messages
+	for {
+		req.Messages = msgs
+		if llm.EstimateRequestTokens(req) <= budget {
+			return msgs
+		}
+		shorter, ok := trimOldest(msgs)
+		if !ok {
+			return msgs
+		}
+		msgs = shorter
+	}
+}
+
+// prepareImages keeps image inputs for vision-capable calls: the latest MaxImages customer images
+// are loaded inline; older ones (and all, for the builtin model) go as their text only.
+func (r *Runtime) prepareImages(ctx context.Context, a *Assistant, history []llm.Message) []llm.Message {
+	maxImages := r.MaxImages
+	if maxImages <= 0 {
+		maxImages = 4
+	}
+	n := 0
+	for i := len(history) - 1; i >= 0; i-- {
+		m := history[i]
+		if len(m.Images) == 0 {
+			continue
+		}
+		if a.Model == llm.BuiltinModel || r.Images == nil || n >= maxImages {
+			history[i].Images = nil
+			continue
+		}
+		var imgs []llm.Image
+		for _, img := range m.Images {
+			loaded, err := r.Images.LoadImage(ctx, a.WorkspaceID, img)
+			if err != nil {
+				if r.Log != nil {
+					r.Log.Warn("assistant: image not loaded for the model", "err", err)
+				}
+				continue
+			}
+			imgs = append(imgs, loaded)
+			n++
+		}
+		history[i].Images = imgs
+	}
+	return history
 }
 
 func (r *Runtime) failed(a *Assistant, err error) Step {
@@ -165,53 +340,4 @@ func enabledBuiltins(raw json.RawMessage) []string {
 		}
 	}
 	return names
-}
-
-// Providers resolves "builtin" to the offline model and every other model to the default
-// OpenAI-compatible provider, when one is configured.
-type Providers struct {
-	Default llm.Provider
-}
-
-// Provider returns the provider for model.
-func (p Providers) Provider(_ context.Context, _ string, model string) (llm.Provider, error) {
-	if model == llm.BuiltinModel {
-		return llm.Builtin{}, nil
-	}
-	if p.Default == nil {
-		return nil, llm.ErrNoProvider
-	}
-	return p.Default, nil
-}
-
-// StaticPrices is a price table in micro-dollars per million tokens.
-type StaticPrices map[string][2]int64
-
-// DefaultPrices are list prices of common models (USD per million tokens, input/output, as micros).
-var DefaultPrices = StaticPrices{
-	"builtin":       {0, 0},
-	"gpt-4o":        {2_500_000, 10_000_000},
-	"gpt-4o-mini":   {150_000, 600_000},
-	"gpt-4.1":       {2_000_000, 8_000_000},
-	"gpt-4.1-mini":  {400_000, 1_600_000},
-	"gpt-4.1-nano":  {100_000, 400_000},
-	"gpt-5":         {1_250_000, 10_000_000},
-	"gpt-5-mini":    {250_000, 2_000_000},
-	"gpt-5-nano":    {50_000, 400_000},
-	"o4-mini":       {1_100_000, 4_400_000},
-	"gpt-3.5-turbo": {500_000, 1_500_000},
-}
-
-// Cost prices usage; unknown models cost nothing (and are visible as zero-cost in the dashboard).
-func (p StaticPrices) Cost(_ context.Context, _ string, model string, u llm.Usage) int64 {
-	price, ok := p[model]
-	if !ok {
-		return 0
-	}
-	return CostMicros(price[0], price[1], u)
-}
-
-// CostMicros computes integer micro-dollars from per-million prices, rounding once at the end.
-func CostMicros(inPerMillion, outPerMillion int64, u llm.Usage) int64 {
-	return (u.InputTokens*inPerMillion + u.OutputTokens*outPerMillion + 500_000) / 1_000_000
 }

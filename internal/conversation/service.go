@@ -65,7 +65,16 @@ type Service struct {
 	// turns serialises the AI turns of one conversation, so two quick messages get answers in order.
 	turnsMu sync.Mutex
 	turns   map[string]*turnLock
+
+	onEnd EndHook
 }
+
+// EndHook runs after a conversation ends, by End or by the assistant's end_conversation tool
+// (post-conversation extraction).
+type EndHook func(ctx context.Context, c *Conversation)
+
+// OnEnd sets the hook run when a conversation ends; call it while setting up, before serving.
+func (s *Service) OnEnd(h EndHook) { s.onEnd = h }
 
 type turnLock struct {
 	mu   sync.Mutex
@@ -343,6 +352,9 @@ func (t *turnSink) Step(ctx context.Context, st assistant.Step) error {
 	if t.stream != nil {
 		t.stream.Message(m)
 	}
+	if st.Effects.End && t.svc.onEnd != nil {
+		t.svc.onEnd(ctx, c)
+	}
 	return nil
 }
 
@@ -364,7 +376,11 @@ func ToLLM(msgs []*Message) []llm.Message {
 		}
 		switch m.Role {
 		case RoleUser:
-			out = append(out, llm.Message{Role: "user", Content: text})
+			um := llm.Message{Role: "user", Content: text}
+			if m.Media != nil && (m.Type == "image" || strings.HasPrefix(m.Media.MimeType, "image/")) {
+				um.Images = []llm.Image{{MimeType: m.Media.MimeType, URL: m.Media.URL, MessageID: m.ID}}
+			}
+			out = append(out, um)
 		case RoleAgent:
 			out = append(out, llm.Message{Role: "assistant", Content: text})
 		case RoleAssistant:
@@ -411,11 +427,15 @@ func (s *Service) setStatus(ctx context.Context, workspaceID, id string, status 
 	if c.Status == StatusEnded && status != StatusEnded {
 		return nil, ErrEnded
 	}
+	prev := c.Status
 	c, _, err = s.repo.Apply(ctx, workspaceID, id, Change{Status: status, HandoffReason: reason})
 	if err != nil {
 		return nil, fmt.Errorf("set status %s: %w", status, err)
 	}
 	s.publish(workspaceID, c, nil)
+	if status == StatusEnded && prev != StatusEnded && s.onEnd != nil {
+		s.onEnd(ctx, c)
+	}
 	return c, nil
 }
 

@@ -21,11 +21,13 @@ type Message struct {
 	Images     []Image    // image inputs on user messages (vision)
 }
 
-// Image is an image input: its bytes (sent as a data URL) or a public URL.
+// Image is an image input: its bytes (sent as a data URL) or a public URL. MessageID names the
+// stored message it came with, so a loader can find its bytes.
 type Image struct {
-	MimeType string
-	Data     []byte
-	URL      string
+	MimeType  string
+	Data      []byte
+	URL       string
+	MessageID string
 }
 
 // ToolCall is a function call the model asked for. Arguments is a JSON object as text.

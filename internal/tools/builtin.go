@@ -251,3 +251,9 @@ func jsonResult(v any) string {
 func errorResult(msg string) string {
 	return jsonResult(map[string]any{"ok": false, "error": msg})
 }
+
+// ValidateVariable checks a value against an extraction schema when the name is in it (type and
+// pattern), as set_variable does.
+func ValidateVariable(fields []Field, name, value string) error {
+	return validateVariable(fields, name, value)
+}
