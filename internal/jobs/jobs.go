@@ -87,8 +87,12 @@ type levelFilter struct {
 func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= f.min && f.Handler.Enabled(ctx, l)
 }
-func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler { return levelFilter{f.Handler.WithAttrs(a), f.min} }
-func (f levelFilter) WithGroup(n string) slog.Handler      { return levelFilter{f.Handler.WithGroup(n), f.min} }
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{f.Handler.WithAttrs(a), f.min}
+}
+func (f levelFilter) WithGroup(n string) slog.Handler {
+	return levelFilter{f.Handler.WithGroup(n), f.min}
+}
 
 // Register adds a worker for its job kind; call it before Start.
 func Register[T river.JobArgs](q *Queue, w river.Worker[T]) {

@@ -191,11 +191,15 @@ func (s *Service) Receive(ctx context.Context, p *Payload, senders map[string]*S
 	return res, nil
 }
 
-// messageTime is Meta's timestamp when plausible (within the last day), else the time received.
+// lateDelivery is how late Meta may deliver a message (it retries failed deliveries for 7 days).
+const lateDelivery = 7 * 24 * time.Hour
+
+// messageTime is when the customer sent the message: Meta's timestamp when plausible (a late
+// delivery keeps its real time, so the customer service window is right), else the time received.
 func (s *Service) messageTime(ts Timestamp) time.Time {
 	now := s.now()
 	t := ts.Time()
-	if t.IsZero() || t.After(now) || now.Sub(t) > conversation.CustomerWindow {
+	if t.IsZero() || t.After(now.Add(time.Minute)) || now.Sub(t) > lateDelivery {
 		return now
 	}
 	return t

@@ -1,0 +1,247 @@
+package whatsapp
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestVerifySignature(t *testing.T) {
+	cases := []struct {
+		name, secret, body, header string
+		want                       bool
+	}{
+		// courier's vector
+		{"courier", "sesame", "hello world", "sha256=f39034b29165ec6a5104d9aef27266484ab26c8caa7bca8bcb2dd02e8be61b17", true},
+		{"courier other body", "sesame", "hello world2", "sha256=60905fdf409d0b4f721e99f6f25b31567a68a6b45e933d814e17a246be4c5a53", true},
+		{"wrong body", "sesame", "hello world!", "sha256=f39034b29165ec6a5104d9aef27266484ab26c8caa7bca8bcb2dd02e8be61b17", false},
+		// Meta signs its escaped serialization: the raw bytes with \uXXXX verify, the decoded text does not.
+		{"escaped unicode raw bytes", "YOUR_APP_SECRET",
+			`Let's pretend this body is equal to the message object and can handle unicode characters like \u307f\u3069\u308a\u3044\u308d and J'ai mang\u00e9 des p\u00e2tes`,
+			"sha256=0363007aabdf1ab579f35936651a460fb5fa1aaf40df98b1264446b72cc96688", true},
+		{"decoded unicode does not verify", "YOUR_APP_SECRET",
+			"Let's pretend this body is equal to the message object and can handle unicode characters like みどりいろ and J'ai mangé des pâtes",
+			"sha256=0363007aabdf1ab579f35936651a460fb5fa1aaf40df98b1264446b72cc96688", false},
+		{"wrong secret", "other", "hello world", "sha256=f39034b29165ec6a5104d9aef27266484ab26c8caa7bca8bcb2dd02e8be61b17", false},
+		{"no prefix", "sesame", "hello world", "f39034b29165ec6a5104d9aef27266484ab26c8caa7bca8bcb2dd02e8be61b17", false},
+		{"sha1 header", "sesame", "hello world", "sha1=2aae6c35c94fcfb415dbe95f408b9ce91ee846ed", false},
+		{"truncated", "sesame", "hello world", "sha256=f39034b2", false},
+		{"not hex", "sesame", "hello world", "sha256=" + strings.Repeat("zz", 32), false},
+		{"empty secret", "", "hello world", Sign([]byte("hello world"), ""), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sum, ok := ParseSignature(c.header)
+			got := ok && VerifySignature([]byte(c.body), sum, c.secret)
+			if got != c.want {
+				t.Fatalf("verify = %v, want %v", got, c.want)
+			}
+		})
+	}
+	if Sign([]byte("hello world"), "sesame") != "sha256=f39034b29165ec6a5104d9aef27266484ab26c8caa7bca8bcb2dd02e8be61b17" {
+		t.Fatal("Sign does not match the reference vector")
+	}
+}
+
+func msgJSON(body string) []byte {
+	return []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+"metadata":{"display_phone_number":"15550001111","phone_number_id":"1122"},"contacts":[{"profile":{"name":"Ana"},"wa_id":"34600111222"}],
+"messages":[{"from":"34600111222","id":"wamid.X","timestamp":"1697043379",` + body + `}]}}]}]}`)
+}
+
+func TestConvert(t *testing.T) {
+	cases := []struct {
+		name, body        string
+		typ, text         string
+		mediaID, mimeType string
+	}{
+		{"text", `"type":"text","text":{"body":"Hola \u00bfqu\u00e9 tal? http:\/\/x.y"}`, "text", "Hola ¿qué tal? http://x.y", "", ""},
+		{"image caption", `"type":"image","image":{"caption":"the receipt","mime_type":"image/jpeg","sha256":"x","id":"m1"}`, "image", "the receipt", "m1", "image/jpeg"},
+		{"voice note", `"type":"audio","audio":{"mime_type":"audio/ogg; codecs=opus","id":"m2","voice":true}`, "audio", "", "m2", "audio/ogg; codecs=opus"},
+		{"video", `"type":"video","video":{"mime_type":"video/mp4","id":"m3"}`, "video", "", "m3", "video/mp4"},
+		{"document", `"type":"document","document":{"caption":"invoice","filename":"inv.pdf","mime_type":"application/pdf","id":"m4"}`, "document", "invoice", "m4", "application/pdf"},
+		{"sticker", `"type":"sticker","sticker":{"mime_type":"image/webp","id":"m5","animated":true}`, "sticker", "", "m5", "image/webp"},
+		{"location", `"type":"location","location":{"latitude":37.4611978,"longitude":-122.2164385,"name":"HQ","address":"1 Hacker Way"}`, "location", "Location: HQ, 1 Hacker Way, (37.4611978, -122.2164385)", "", ""},
+		{"contacts", `"type":"contacts","contacts":[{"name":{"formatted_name":"Chandler Bing","first_name":"Chandler"},"phones":[{"phone":"+1 555-555-5555","type":"CELL"}]},{"name":{"first_name":"Monica"},"phones":[]}]`, "contacts", "Shared contacts: Chandler Bing (+1 555-555-5555); Monica", "", ""},
+		{"button reply", `"type":"interactive","context":{"from":"1122","id":"wamid.Q"},"interactive":{"type":"button_reply","button_reply":{"id":"yes","title":"Yes please"}}`, "interactive", "Yes please", "", ""},
+		{"list reply", `"type":"interactive","interactive":{"type":"list_reply","list_reply":{"id":"r2","title":"Tuesday","description":"9:00"}}`, "interactive", "Tuesday — 9:00", "", ""},
+		{"template quick reply", `"type":"button","button":{"text":"No","payload":"No-Button-Payload"}`, "button", "No", "", ""},
+		{"reaction", `"type":"reaction","reaction":{"message_id":"wamid.Y","emoji":"\ud83d\udc4d"}`, "reaction", "👍", "", ""},
+		{"reaction removed", `"type":"reaction","reaction":{"message_id":"wamid.Y","emoji":""}`, "reaction", "(reaction removed)", "", ""},
+		{"referral keeps text", `"type":"text","referral":{"source_url":"https:\/\/fb.me\/ad","source_type":"ad","headline":"Sale"},"text":{"body":"I saw the ad"}`, "text", "I saw the ad", "", ""},
+		{"unsupported", `"type":"unsupported","errors":[{"code":131051,"title":"Message type unknown","error_data":{"details":"Message type is currently not supported."}}],"unsupported":{"type":"pool"}`, "unsupported", "[Message type unknown: Message type is currently not supported.]", "", ""},
+		{"unknown", `"type":"unknown","errors":[{"code":130501,"details":"Message type is not currently supported","title":"Unsupported message type"}]`, "unsupported", "[Unsupported message type: Message type is not currently supported]", "", ""},
+		{"future type", `"type":"hologram","hologram":{"x":1}`, "unsupported", "[unsupported message type hologram]", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := Parse(msgJSON(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &p.Entry[0].Changes[0].Value.Messages[0]
+			got := Convert(m)
+			if got.Type != c.typ || got.Text != c.text {
+				t.Fatalf("got (%q, %q), want (%q, %q)", got.Type, got.Text, c.typ, c.text)
+			}
+			if c.mediaID == "" && got.Media != nil || c.mediaID != "" && (got.Media == nil || got.Media.ID != c.mediaID || got.Media.MimeType != c.mimeType) {
+				t.Fatalf("media = %+v, want id %q mime %q", got.Media, c.mediaID, c.mimeType)
+			}
+			if !json.Valid(m.Raw) || !strings.Contains(string(m.Raw), `"wamid.X"`) {
+				t.Fatalf("raw payload not kept: %s", m.Raw)
+			}
+		})
+	}
+}
+
+func TestParse(t *testing.T) {
+	if _, err := Parse([]byte(`{"object":"whatsapp_business_account","entry":[`)); err == nil {
+		t.Fatal("broken JSON parsed")
+	}
+	if _, err := Parse([]byte(`{"object":"page","entry":[]}`)); !errors.Is(err, ErrNotWhatsApp) {
+		t.Fatalf("other object: %v", err)
+	}
+	if _, err := Parse([]byte(`{"object":"whatsapp_business_account"} {}`)); err == nil {
+		t.Fatal("trailing data accepted")
+	}
+	// Timestamps arrive as strings and as numbers; several numbers in one delivery.
+	p, err := Parse([]byte(`{"object":"whatsapp_business_account","entry":[
+	 {"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"A"},"statuses":[{"id":"w1","status":"sent","timestamp":1454119029}]}}]},
+	 {"id":"2","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"B"}}},{"field":"messages","value":{"metadata":{"phone_number_id":"A"}}}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.PhoneNumberIDs(); fmt.Sprint(got) != "[A B]" {
+		t.Fatalf("phone ids %v", got)
+	}
+	if ts := p.Entry[0].Changes[0].Value.Statuses[0].Timestamp; ts != 1454119029 {
+		t.Fatalf("numeric timestamp %d", ts)
+	}
+}
+
+func TestSplitText(t *testing.T) {
+	long := strings.Repeat("word ", 2000) // 10,000 chars
+	cases := []struct {
+		name  string
+		text  string
+		parts int
+	}{
+		{"short", "hello", 1},
+		{"exactly max", strings.Repeat("a", MaxTextLength), 1},
+		{"one over", strings.Repeat("a", MaxTextLength+1), 2},
+		{"words", long, 3},
+		{"multibyte", strings.Repeat("é", MaxTextLength*2+5), 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			parts := SplitText(c.text, MaxTextLength)
+			if len(parts) != c.parts {
+				t.Fatalf("%d parts, want %d", len(parts), c.parts)
+			}
+			total := 0
+			for _, p := range parts {
+				n := utf8.RuneCountInString(p)
+				if n > MaxTextLength || !utf8.ValidString(p) {
+					t.Fatalf("part of %d characters (valid %v)", n, utf8.ValidString(p))
+				}
+				total += len(strings.ReplaceAll(p, " ", ""))
+			}
+			if want := len(strings.ReplaceAll(c.text, " ", "")); total != want {
+				t.Fatalf("lost text: %d of %d bytes", total, want)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		err  error
+		want Class
+	}{
+		{&APIError{HTTPStatus: 400, Code: 130429}, Throttled},
+		{&APIError{HTTPStatus: 403, Code: 131056}, Throttled},
+		{&APIError{HTTPStatus: 400, Code: 80007}, Throttled},
+		{&APIError{HTTPStatus: 429, Code: 613}, Throttled},
+		{&APIError{HTTPStatus: 400, Code: 131053}, Retryable},
+		{&APIError{HTTPStatus: 400, Code: 131047}, Permanent},
+		{&APIError{HTTPStatus: 400, Code: 131026}, Permanent},
+		{&APIError{HTTPStatus: 400, Code: 131049}, Permanent},
+		{&APIError{HTTPStatus: 403, Code: 368}, Permanent},
+		{&APIError{HTTPStatus: 401, Code: 190}, BadToken},
+		{&APIError{HTTPStatus: 502}, Retryable},
+		{errors.New("connection refused"), Retryable},
+	}
+	for _, c := range cases {
+		if got := Classify(c.err); got != c.want {
+			t.Errorf("%v: %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestPriceOf(t *testing.T) {
+	f, tr := false, true
+	cases := []struct {
+		p    *Pricing
+		want int64
+	}{
+		{nil, 0},
+		{&Pricing{Billable: &tr, Category: "marketing", PricingModel: "PMP", Type: "regular"}, Prices["marketing"]},
+		{&Pricing{Billable: &f, Category: "marketing"}, 0},
+		{&Pricing{Category: "utility", Type: "free_customer_service"}, 0},
+		{&Pricing{Billable: &tr, Category: "service"}, 0},
+	}
+	for _, c := range cases {
+		if got := PriceOf(c.p); got != c.want {
+			t.Errorf("%+v: %d, want %d", c.p, got, c.want)
+		}
+	}
+}
+
+func TestAPIErrorDecoding(t *testing.T) {
+	body := `{"error":{"message":"(#131006) Resource not found","type":"OAuthException","code":131006,"error_data":{"messaging_product":"whatsapp","details":"unknown contact"},"error_subcode":2494007,"fbtrace_id":"Az8"}}`
+	resp := &http.Response{StatusCode: 400, Body: ioNopCloser(body)}
+	err := apiError(resp).(*APIError)
+	if err.Code != 131006 || err.Subcode != 2494007 || err.Details != "unknown contact" || err.HTTPStatus != 400 {
+		t.Fatalf("%+v", err)
+	}
+}
+
+func BenchmarkVerifySignature(b *testing.B) {
+	body := msgJSON(`"type":"text","text":{"body":"` + strings.Repeat("hello \u00e9 ", 50) + `"}`)
+	header := Sign(body, "app-secret")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sum, ok := ParseSignature(header)
+		if !ok || !VerifySignature(body, sum, "app-secret") {
+			b.Fatal("signature")
+		}
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	// A batch of 20 messages of mixed types, as Meta groups them.
+	var msgs []string
+	for i := range 20 {
+		msgs = append(msgs, fmt.Sprintf(`{"from":"34600111222","id":"wamid.%d","timestamp":"1697043379","type":"text","text":{"body":"message %d with caf\u00e9"}}`, i, i),
+			fmt.Sprintf(`{"from":"34600111222","id":"wamid.i%d","timestamp":"1697043379","type":"image","image":{"mime_type":"image/jpeg","id":"m%d","caption":"pic"}}`, i, i))
+	}
+	body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+"metadata":{"display_phone_number":"15550001111","phone_number_id":"1122"},"contacts":[{"profile":{"name":"Ana"},"wa_id":"34600111222"}],
+"messages":[` + strings.Join(msgs, ",") + `]}}]}]}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := Parse(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range p.Entry[0].Changes[0].Value.Messages {
+			_ = Convert(&p.Entry[0].Changes[0].Value.Messages[i])
+		}
+	}
+}
