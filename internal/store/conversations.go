@@ -321,6 +321,13 @@ func (s *Store) Messages(ctx context.Context, workspaceID, id string, lastN int)
 
 // ListConversations returns one page, newest activity first, with keyset pagination.
 func (s *Store) ListConversations(ctx context.Context, workspaceID string, f conversation.Filter) (conversation.Page, error) {
+	if match := ftsQuery(f.Query); match != "" && s.commonTerms(ctx, match) {
+		return s.listWalk(ctx, workspaceID, f, match)
+	}
+	return s.listConversations(ctx, workspaceID, f)
+}
+
+func (s *Store) listConversations(ctx context.Context, workspaceID string, f conversation.Filter) (conversation.Page, error) {
 	var q sqlBuilder
 	where := s.filterWhere(&q, workspaceID, f)
 	if f.Cursor != "" {
@@ -548,8 +555,9 @@ func (s *Store) filterWhere(q *sqlBuilder, workspaceID string, f conversation.Fi
 	return strings.Join(conds, " AND ")
 }
 
-// textMatch selects conversations with a message containing every word of query. The subquery is
-// not correlated (the workspace is bound, not taken from c), so the match set is computed once.
+// textMatch selects conversations with a message containing every word of query: the set of
+// matching conversations, computed once (an uncorrelated subquery), so its cost follows the number
+// of matches. Common terms take listWalk instead.
 func (s *Store) textMatch(q *sqlBuilder, workspaceID, query string) string {
 	match := ftsQuery(query)
 	if match == "" {
@@ -558,7 +566,142 @@ func (s *Store) textMatch(q *sqlBuilder, workspaceID, query string) string {
 	if s.dialect == "postgres" {
 		return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.workspace_id = ` + q.arg(workspaceID) + ` AND m.tsv @@ plainto_tsquery('simple', ` + q.arg(query) + `))`
 	}
-	return `c.pk IN (SELECT m.conversation_pk FROM messages_fts f JOIN messages m ON m.pk = f.rowid WHERE messages_fts MATCH ` + q.arg(match) + ` AND m.workspace_id = ` + q.arg(workspaceID) + `)`
+	return `c.pk IN (SELECT m.conversation_pk FROM messages_fts f JOIN messages m ON m.pk = f.rowid WHERE messages_fts MATCH ` + q.arg("text : ("+match+")") + ` AND m.workspace_id = ` + q.arg(workspaceID) + `)`
+}
+
+// commonProbe is how many matches make a search common: past it, collecting every match costs
+// more than walking the list a batch at a time.
+const commonProbe = 2000
+
+// commonTerms reports (SQLite) whether the FTS query matches more than commonProbe messages,
+// reading at most that many matches to find out.
+func (s *Store) commonTerms(ctx context.Context, match string) bool {
+	if s.dialect != "sqlite" {
+		return false
+	}
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1 LIMIT $2)`,
+		"text : ("+match+")", commonProbe).Scan(&n)
+	return err == nil && n >= commonProbe
+}
+
+// maxWalkBatch bounds how many candidate conversations listWalk tests with one FTS query. Each
+// candidate costs an index lookup, so batches start at the page size and double while hits are
+// sparse.
+const maxWalkBatch = 512
+
+// listWalk finds a page for a common text search: it walks the conversations that pass the other
+// filters in list order, a batch at a time, and asks the index once per batch which of them have a
+// matching message (the conversation is an indexed FTS column), until the page is full. Its cost
+// follows the page, not the number of matches.
+func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation.Filter, match string) (conversation.Page, error) {
+	rest := f
+	rest.Query, rest.Cursor = "", ""
+	var afterAt, afterPK int64
+	keyset := f.Cursor != ""
+	if keyset {
+		var err error
+		if afterAt, afterPK, err = decodeCursor(f.Cursor); err != nil {
+			return conversation.Page{}, err
+		}
+	}
+	var found []int64
+	batchSize := f.Limit + 1
+	for len(found) <= f.Limit {
+		var q sqlBuilder
+		where := s.filterWhere(&q, workspaceID, rest)
+		if keyset {
+			a, b, c := q.arg(afterAt), q.arg(afterAt), q.arg(afterPK)
+			where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
+		}
+		rows, err := s.read.QueryContext(ctx, `SELECT c.pk, c.last_message_at FROM conversations c WHERE `+where+
+			` ORDER BY c.last_message_at DESC, c.pk DESC LIMIT `+q.arg(batchSize), q.args...)
+		if err != nil {
+			return conversation.Page{}, fmt.Errorf("list candidates: %w", err)
+		}
+		var batch []int64
+		for rows.Next() {
+			if err := rows.Scan(&afterPK, &afterAt); err != nil {
+				rows.Close()
+				return conversation.Page{}, err
+			}
+			batch = append(batch, afterPK)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return conversation.Page{}, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		keyset = true
+		convs := make([]string, len(batch))
+		for i, pk := range batch {
+			convs[i] = "c" + strconv.FormatInt(pk, 10)
+		}
+		hits := map[int64]bool{}
+		mrows, err := s.read.QueryContext(ctx, `SELECT DISTINCT m.conversation_pk FROM messages m WHERE m.pk IN
+			(SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1)`, "text : ("+match+") AND conv : ("+strings.Join(convs, " OR ")+")")
+		if err != nil {
+			return conversation.Page{}, fmt.Errorf("list text batch: %w", err)
+		}
+		for mrows.Next() {
+			var pk int64
+			if err := mrows.Scan(&pk); err != nil {
+				mrows.Close()
+				return conversation.Page{}, err
+			}
+			hits[pk] = true
+		}
+		mrows.Close()
+		if err := mrows.Err(); err != nil {
+			return conversation.Page{}, err
+		}
+		for _, pk := range batch {
+			if hits[pk] && len(found) <= f.Limit {
+				found = append(found, pk)
+			}
+		}
+		if len(batch) < batchSize {
+			break
+		}
+		batchSize = min(2*batchSize, maxWalkBatch)
+	}
+	return s.pageOf(ctx, found, f.Limit)
+}
+
+// pageOf loads the conversations pks (already in list order) as a page of limit, with a cursor when
+// there is one more.
+func (s *Store) pageOf(ctx context.Context, pks []int64, limit int) (conversation.Page, error) {
+	page := conversation.Page{Conversations: make([]conversation.Conversation, 0, min(len(pks), limit))}
+	if len(pks) == 0 {
+		return page, nil
+	}
+	var q sqlBuilder
+	ph := make([]string, len(pks))
+	for i, pk := range pks {
+		ph[i] = q.arg(pk)
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE c.pk IN (`+strings.Join(ph, ", ")+
+		`) ORDER BY c.last_message_at DESC, c.pk DESC`, q.args...)
+	if err != nil {
+		return page, fmt.Errorf("load page: %w", err)
+	}
+	defer rows.Close()
+	var lastPK int64
+	for rows.Next() {
+		c, pk, err := scanConversation(rows)
+		if err != nil {
+			return page, err
+		}
+		if len(page.Conversations) == limit {
+			page.NextCursor = encodeCursor(page.Conversations[limit-1].LastMessageAt, lastPK)
+			break
+		}
+		page.Conversations = append(page.Conversations, *c)
+		lastPK = pk
+	}
+	return page, rows.Err()
 }
 
 // ftsQuery turns free text into an FTS5 query: every word must appear, each quoted so that

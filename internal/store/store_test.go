@@ -148,3 +148,65 @@ func BenchmarkApplyMessage(b *testing.B) {
 		}
 	})
 }
+
+// TestTextPlansAgree checks that both text-search plans return the same pages.
+func TestTextPlansAgree(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{"where is my delivery", "refund please", "delivery was late, refund", "hello", "Délivery in Lisbon", "c1 c2 conv"}
+	base := time.Now().UTC().Add(-time.Hour)
+	for i := 0; i < 60; i++ {
+		at := base.Add(time.Duration(i) * time.Second)
+		c := &conversation.Conversation{ID: fmt.Sprint("c", i), WorkspaceID: ws.ID, Type: conversation.TypeAPI, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
+		if err := s.CreateConversation(ctx, c, nil); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 1+i%3; j++ {
+			m := &conversation.Message{ID: fmt.Sprint("m", i, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: texts[(i+j)%len(texts)], CreatedAt: at.Add(time.Duration(j) * time.Millisecond)}
+			if _, _, err := s.Apply(ctx, ws.ID, c.ID, conversation.Change{Messages: []*conversation.Message{m}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, q := range []string{"delivery", "refund delivery", "lisbon", "delivery lisbon", "hello", "c1", "conv", "absent"} {
+		for _, limit := range []int{7, 500} {
+			f := conversation.Filter{Query: q, Limit: limit}
+			var pages [2][]string
+			for plan, walk := range []bool{false, true} {
+				cursor := ""
+				for {
+					f.Cursor = cursor
+					var p conversation.Page
+					var err error
+					if walk {
+						p, err = s.listWalk(ctx, ws.ID, f, ftsQuery(q))
+					} else {
+						p, err = s.listConversations(ctx, ws.ID, f)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, c := range p.Conversations {
+						pages[plan] = append(pages[plan], c.ID)
+					}
+					if p.NextCursor == "" {
+						break
+					}
+					cursor = p.NextCursor
+				}
+			}
+			if fmt.Sprint(pages[0]) != fmt.Sprint(pages[1]) {
+				t.Fatalf("q=%q limit %d: set plan %v, walk plan %v", q, limit, pages[0], pages[1])
+			}
+			if q == "conv" || q == "c1" {
+				if len(pages[0]) != 20 {
+					t.Fatalf("q=%q matched %d conversations: the text filter must search message text only", q, len(pages[0]))
+				}
+			}
+		}
+	}
+}

@@ -108,16 +108,20 @@ CREATE UNIQUE INDEX messages_external ON messages(workspace_id, external_id) WHE
 -- Inbound customer messages still waiting for an answer: tiny, so answering is cheap.
 CREATE INDEX messages_unanswered ON messages(conversation_pk) WHERE role = 'user' AND answered_at IS NULL;
 
-CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages', content_rowid='pk', tokenize='unicode61 remove_diacritics 2');
+-- Full-text index of message texts. Contentless (the text lives in messages); the conversation is an
+-- indexed column too ("c<pk>"), so one conversation can be searched on its own, and fts5vocab gives
+-- each term's document count, from which the list picks its plan (see textMatch).
+CREATE VIRTUAL TABLE messages_fts USING fts5(text, conv, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE messages_fts_vocab USING fts5vocab(messages_fts, 'row');
 CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.text <> '' BEGIN
-    INSERT INTO messages_fts(rowid, text) VALUES (new.pk, new.text);
+    INSERT INTO messages_fts(rowid, text, conv) VALUES (new.pk, new.text, 'c' || new.conversation_pk);
 END;
 CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.text <> '' BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.pk, old.text);
+    DELETE FROM messages_fts WHERE rowid = old.pk;
 END;
 CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, text) SELECT 'delete', old.pk, old.text WHERE old.text <> '';
-    INSERT INTO messages_fts(rowid, text) SELECT new.pk, new.text WHERE new.text <> '';
+    DELETE FROM messages_fts WHERE rowid = old.pk;
+    INSERT INTO messages_fts(rowid, text, conv) SELECT new.pk, new.text, 'c' || new.conversation_pk WHERE new.text <> '';
 END;
 
 CREATE TABLE variables (
