@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -90,6 +91,9 @@ func env(name, def string) string {
 	return def
 }
 
+// envDuration reads a duration variable (e.g. 30m); unset or malformed is 0 (the default).
+func envDuration(name string) time.Duration { d, _ := time.ParseDuration(os.Getenv(name)); return d }
+
 // commonFlags registers the flags every command reads; a flag wins over its variable, which wins
 // over the default.
 func commonFlags(fs *flag.FlagSet, cfg *app.Config) {
@@ -98,6 +102,14 @@ func commonFlags(fs *flag.FlagSet, cfg *app.Config) {
 	cfg.LLMBaseURL = secretEnv("PARLEY_LLM_BASE_URL")
 	cfg.LLMAPIKey = secretEnv("PARLEY_LLM_API_KEY")
 	cfg.SecretKey = secretEnv("PARLEY_SECRET_KEY")
+	cfg.APIRateLimit = 100
+	if v := os.Getenv("PARLEY_API_RATE_LIMIT"); v != "" {
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+			cfg.APIRateLimit = n
+		}
+	}
+	cfg.TranscribeModel, cfg.VisionModel, cfg.EmbeddingModel = env("PARLEY_TRANSCRIBE_MODEL", ""), env("PARLEY_VISION_MODEL", ""), env("PARLEY_EMBEDDING_MODEL", "")
+	cfg.ToolsAllowPrivate, cfg.ExtractIdle = os.Getenv("PARLEY_TOOLS_ALLOW_PRIVATE") == "true", envDuration("PARLEY_EXTRACT_IDLE")
 }
 
 // secretEnv reads NAME, or the file named by NAME_FILE (for secrets mounted as files).

@@ -6,7 +6,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/parley-hq/parley/internal/assistant"
 	"github.com/parley-hq/parley/internal/auth"
@@ -25,6 +30,35 @@ type API struct {
 	Events        *events.Hub
 	// Extra are routes other packages add under /api/v1, behind the same authentication.
 	Extra map[string]HandlerFunc
+	// RateLimit is the sustained requests per second allowed per API key (burst twice that);
+	// 0 turns the limit off.
+	RateLimit float64
+
+	limitersMu sync.Mutex
+	limiters   map[string]*rate.Limiter
+}
+
+// allow reports whether the key may make a request now, and if not, how long until it may.
+func (a *API) allow(keyID string) (bool, time.Duration) {
+	if a.RateLimit <= 0 {
+		return true, 0
+	}
+	a.limitersMu.Lock()
+	if a.limiters == nil {
+		a.limiters = map[string]*rate.Limiter{}
+	}
+	l := a.limiters[keyID]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(a.RateLimit), int(2*a.RateLimit)+1)
+		a.limiters[keyID] = l
+	}
+	a.limitersMu.Unlock()
+	r := l.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return false, d
+	}
+	return true, 0
 }
 
 // HandlerFunc is an API handler: a returned error is written as the contract's JSON error (use
@@ -87,11 +121,25 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 			WriteError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "the API key is not valid"))
 			return
 		}
+		if ok, wait := a.allow(keyPrefix(key)); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			WriteError(w, r, errorf(http.StatusTooManyRequests, "rate_limited", "too many requests for this API key; retry after the Retry-After delay"))
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(auth.WithWorkspace(r.Context(), ws)))
 	})
 }
 
 func workspace(ctx context.Context) string { return auth.WorkspaceID(ctx) }
+
+// keyPrefix is the public part of an API key, which names it for rate limiting.
+func keyPrefix(key string) string {
+	parts := strings.SplitN(strings.TrimSpace(key), "_", 3)
+	if len(parts) == 3 {
+		return parts[1]
+	}
+	return key
+}
 
 // domainError maps the domain packages' errors to API errors.
 func domainError(err error) error {

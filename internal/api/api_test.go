@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-hq/parley/internal/app"
 	"github.com/parley-hq/parley/internal/testenv"
 )
 
@@ -466,4 +467,28 @@ func TestStreamingDeliversEventsInOrder(t *testing.T) {
 			t.Fatalf("deltas %q do not add up to the stored reply %q", text.String(), final)
 		}
 	})
+}
+
+func TestRateLimitPerKey(t *testing.T) {
+	e := testenv.New(t, func(c *app.Config) { c.APIRateLimit = 5 })
+	limited := 0
+	var retryAfter string
+	for i := 0; i < 40; i++ {
+		r := e.Do("GET", "/api/v1/assistants", nil)
+		if r.Status == http.StatusTooManyRequests {
+			limited++
+			retryAfter = r.Header.Get("Retry-After")
+			if !bytes.Contains(r.Body, []byte(`"rate_limited"`)) {
+				t.Fatalf("429 body: %s", r.Body)
+			}
+		}
+	}
+	if limited == 0 || retryAfter == "" {
+		t.Fatalf("40 quick requests at 5/s: %d limited, Retry-After %q", limited, retryAfter)
+	}
+	// Another key has its own budget.
+	other, _ := e.NewKey("default")
+	if r := e.DoWith(other, "GET", "/api/v1/assistants", nil, nil); r.Status != 200 {
+		t.Fatalf("a second key was limited by the first: %d", r.Status)
+	}
 }

@@ -34,7 +34,14 @@ type Config struct {
 	LLMBaseURL string
 	LLMAPIKey  string
 	SecretKey  string // PARLEY_SECRET_KEY; empty: a key generated into DataDir
-	Log        *slog.Logger
+	// APIRateLimit is requests per second per API key (PARLEY_API_RATE_LIMIT; 0: off).
+	APIRateLimit float64
+	Log          *slog.Logger
+	// The assistant runtime (internal/app/runtime.go): models for voice notes, images and
+	// embeddings; whether HTTP tools may reach private addresses; idle time before extraction.
+	TranscribeModel, VisionModel, EmbeddingModel string
+	ToolsAllowPrivate                            bool
+	ExtractIdle                                  time.Duration
 }
 
 // App is a running Parley's parts.
@@ -145,7 +152,7 @@ func Register(f Feature) { features = append(features, f) }
 // beside it (and may add routes under /api/v1/ through APIRoutes).
 func (a *App) Handler() http.Handler {
 	a.handlerOnce.Do(func() {
-		apiHandler := (&api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Events: a.Events, Extra: a.APIRoutes}).Handler()
+		apiHandler := (&api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Events: a.Events, Extra: a.APIRoutes, RateLimit: a.Config.APIRateLimit}).Handler()
 		mounts := append([]server.Mount{{Pattern: "/api/", Handler: apiHandler}}, a.mounts...)
 		a.handler = server.New(readiness{a}, a.Registry, mounts...)
 	})

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,7 +47,43 @@ func New(db Pinger, reg *prometheus.Registry, mounts ...Mount) http.Handler {
 	for _, m := range mounts {
 		mux.Handle(m.Pattern, m.Handler)
 	}
-	return instrument(reg, securityHeaders(mux))
+	return instrument(reg, securityHeaders(limitInFlight(DefaultMaxInFlight, mux)))
+}
+
+// DefaultMaxInFlight bounds the requests served at once. Past it Parley answers 503 with
+// Retry-After at once instead of queueing without limit: memory stays bounded under overload and
+// clients (Meta retries webhooks) come back later.
+const DefaultMaxInFlight = 1024
+
+// limitInFlight sheds load past max concurrent requests. Health checks and long-lived event
+// streams are not counted: they must keep working under load and would otherwise hold slots.
+func limitInFlight(max int, next http.Handler) http.Handler {
+	slots := make(chan struct{}, max)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if exemptFromLimit(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":{"code":"overloaded","message":"the server is at capacity; retry shortly"}}` + "\n"))
+		}
+	})
+}
+
+func exemptFromLimit(r *http.Request) bool {
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		return true
+	}
+	return r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/event-stream") ||
+		strings.HasSuffix(r.URL.Path, "/events")
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process collectors.
