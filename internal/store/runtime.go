@@ -417,3 +417,83 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// ---- post-conversation extraction ----
+
+// ClaimExtraction records that a conversation's activity up to lastMessageAt is being extracted;
+// it reports false when that (or later) activity was claimed before, by this or another instance.
+func (s *Store) ClaimExtraction(ctx context.Context, workspaceID, conversationID string, lastMessageAt time.Time) (bool, error) {
+	claimed := false
+	err := s.Write(ctx, func(tx *sql.Tx) error {
+		var id string
+		err := tx.QueryRow(`INSERT INTO extractions (conversation_id, workspace_id, last_message_at, extracted_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (conversation_id) DO UPDATE SET last_message_at = excluded.last_message_at, extracted_at = excluded.extracted_at
+			WHERE extractions.last_message_at < excluded.last_message_at RETURNING conversation_id`,
+			conversationID, workspaceID, ms(lastMessageAt), nowMS()).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		claimed = true
+		return nil
+	})
+	return claimed, err
+}
+
+// IdleConversation is an active conversation whose last activity lies in a sweep's window.
+type IdleConversation struct {
+	WorkspaceID, ID string
+	LastMessageAt   time.Time
+}
+
+// IdleConversations lists active conversations with an assistant whose last activity is in
+// [from, to) and was not extracted yet, per workspace along its status index.
+func (s *Store) IdleConversations(ctx context.Context, from, to time.Time, limit int) ([]IdleConversation, error) {
+	wsRows, err := s.read.QueryContext(ctx, `SELECT id FROM workspaces ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	var workspaces []string
+	for wsRows.Next() {
+		var id string
+		if err := wsRows.Scan(&id); err != nil {
+			wsRows.Close()
+			return nil, err
+		}
+		workspaces = append(workspaces, id)
+	}
+	wsRows.Close()
+	if err := wsRows.Err(); err != nil {
+		return nil, err
+	}
+	var out []IdleConversation
+	for _, ws := range workspaces {
+		rows, err := s.read.QueryContext(ctx, `SELECT c.id, c.last_message_at FROM conversations c
+			WHERE c.workspace_id = $1 AND c.status = 'active' AND c.last_message_at >= $2 AND c.last_message_at < $3 AND c.assistant_id <> ''
+			AND NOT EXISTS (SELECT 1 FROM extractions e WHERE e.conversation_id = c.id AND e.last_message_at >= c.last_message_at)
+			ORDER BY c.last_message_at LIMIT `+fmt.Sprint(limit-len(out)), ws, ms(from), ms(to))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var ic IdleConversation
+			var last int64
+			if err := rows.Scan(&ic.ID, &last); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			ic.WorkspaceID, ic.LastMessageAt = ws, fromMS(last)
+			out = append(out, ic)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if len(out) >= limit {
+			break
+		}
+	}
+	return out, nil
+}

@@ -78,3 +78,12 @@ CREATE TABLE tool_secrets (
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (workspace_id, assistant_id, tool_name, header)
 );
+
+-- Post-conversation extraction: which activity of a conversation has been extracted, so an idle
+-- sweep (on any instance) extracts each stretch of activity once.
+CREATE TABLE extractions (
+    conversation_id TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    last_message_at INTEGER NOT NULL,
+    extracted_at    INTEGER NOT NULL
+);
