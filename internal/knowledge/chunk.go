@@ -20,22 +20,30 @@ func Split(text string, size int) []string {
 	if size <= 0 {
 		size = ChunkSize
 	}
-	var pieces []string
+	type piece struct {
+		text string
+		para bool // starts a paragraph (else it continues the previous piece's paragraph)
+	}
+	var pieces []piece
 	for _, p := range strings.Split(text, "\n\n") {
 		p = strings.TrimSpace(p)
 		if p == "" {
 			continue
 		}
 		if utf8.RuneCountInString(p) <= size {
-			pieces = append(pieces, p)
+			pieces = append(pieces, piece{p, true})
 			continue
 		}
+		first := true
 		for _, s := range sentences(p) {
-			if utf8.RuneCountInString(s) <= size {
-				pieces = append(pieces, s)
-				continue
+			parts := []string{s}
+			if utf8.RuneCountInString(s) > size {
+				parts = splitWords(s, size)
 			}
-			pieces = append(pieces, splitWords(s, size)...)
+			for _, part := range parts {
+				pieces = append(pieces, piece{part, first})
+				first = false
+			}
 		}
 	}
 	var chunks []string
@@ -43,19 +51,23 @@ func Split(text string, size int) []string {
 	curLen := 0
 	heading := false
 	for _, p := range pieces {
-		n := utf8.RuneCountInString(p)
-		if curLen > 0 && curLen+2+n > size && !heading {
+		n := utf8.RuneCountInString(p.text)
+		sep := " "
+		if p.para {
+			sep = "\n\n"
+		}
+		if curLen > 0 && curLen+len(sep)+n > size && !heading {
 			chunks = append(chunks, cur.String())
 			cur.Reset()
 			curLen = 0
 		}
 		if curLen > 0 {
-			cur.WriteString("\n\n")
-			curLen += 2
+			cur.WriteString(sep)
+			curLen += len(sep)
 		}
-		cur.WriteString(p)
+		cur.WriteString(p.text)
 		curLen += n
-		heading = isHeading(p) && curLen < size
+		heading = p.para && isHeading(p.text) && curLen < size
 	}
 	if curLen > 0 {
 		chunks = append(chunks, cur.String())

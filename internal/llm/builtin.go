@@ -140,7 +140,7 @@ func builtinReply(req Request) string {
 		case "end_conversation":
 			return "Thank you for chatting with us. Goodbye!"
 		case "search_knowledge":
-			if passage := bestPassage(r.Content); passage != "" {
+			if passage := answerFromPassage(lastUser, bestPassage(r.Content)); passage != "" {
 				parts = append(parts, passage)
 			}
 		case "set_variable":
@@ -206,6 +206,91 @@ func bestPassage(result string) string {
 		p = string([]rune(p)[:600]) + "…"
 	}
 	return p
+}
+
+var builtinStop = map[string]bool{}
+
+// sentencesOf splits text after ., ! or ? followed by a space or line end (so "$4.99" stays whole),
+// and at line breaks.
+func sentencesOf(text string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		end := c == '\n'
+		if (c == '.' || c == '!' || c == '?') && (i+1 == len(text) || text[i+1] == ' ' || text[i+1] == '\n') {
+			end = true
+		}
+		if end {
+			if s := strings.TrimSpace(text[start : i+1]); s != "" {
+				out = append(out, s)
+			}
+			start = i + 1
+		}
+	}
+	if s := strings.TrimSpace(text[start:]); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+func init() {
+	for _, w := range strings.Fields(`what when where which who why how are is was were the and for you your our can does do did have has with from
+		that this there about into will would could should any some tell please know want need like much many long open`) {
+		builtinStop[w] = true
+	}
+}
+
+// keyStems are the meaningful words of s, cut to their first five letters so "returns" meets "return".
+func keyStems(s string) map[string]bool {
+	out := map[string]bool{}
+	for _, w := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsNumber(r) }) {
+		if len([]rune(w)) < 3 || builtinStop[w] {
+			continue
+		}
+		if r := []rune(w); len(r) > 5 {
+			w = string(r[:5])
+		}
+		out[w] = true
+	}
+	return out
+}
+
+// answerFromPassage keeps the sentences of the passage that share the most words with the
+// question (the best one and, when they also match, its neighbours), in their order; the whole
+// passage when no sentence matches.
+func answerFromPassage(question, passage string) string {
+	if passage == "" {
+		return ""
+	}
+	q := keyStems(question)
+	sentences := sentencesOf(passage)
+	if len(q) == 0 || len(sentences) < 2 {
+		return passage
+	}
+	scores := make([]int, len(sentences))
+	best := -1
+	for i, s := range sentences {
+		for w := range keyStems(s) {
+			if q[w] {
+				scores[i]++
+			}
+		}
+		if scores[i] > 0 && (best < 0 || scores[i] > scores[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return passage
+	}
+	keep := []string{strings.TrimSpace(sentences[best])}
+	if best+1 < len(sentences) && scores[best+1] > 0 {
+		keep = append(keep, strings.TrimSpace(sentences[best+1]))
+	}
+	if best > 0 && scores[best-1] > 0 {
+		keep = append([]string{strings.TrimSpace(sentences[best-1])}, keep...)
+	}
+	return strings.Join(keep, " ")
 }
 
 func splitKeepSpace(s string) []string {
