@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley-hq/parley/internal/app"
 	"github.com/parley-hq/parley/internal/assistant"
+	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/llm/llmtest"
 	"github.com/parley-hq/parley/internal/testenv"
 )
@@ -573,5 +574,47 @@ func TestMediaAITranscribesAndPrices(t *testing.T) {
 	}
 	if _, err := ai.Describe(context.Background(), e.WorkspaceID, []byte("\x89PNG"), "image/png"); err == nil || !strings.Contains(err.Error(), "vision model") {
 		t.Fatalf("describe without a vision model: %v", err)
+	}
+}
+
+func TestEndConversationToolExtractsAndImagesReachTheModel(t *testing.T) {
+	fake := llmtest.New(t)
+	e := newRuntimeEnv(t, fake)
+	aid := createAssistant(t, e, map[string]any{"model": "gpt-4o-mini", "tools": []any{"schedule_appointment"},
+		"extract": []any{map[string]any{"name": "party_size", "type": "integer", "description": "how many people"}}})
+	cid := newConversation(t, e, aid)
+
+	// An image the customer sent goes to the model as an image part.
+	ws := e.WorkspaceID
+	fake.Push(llmtest.Text("Nice table!", 5, 5))
+	if _, err := e.App.Conversations.Post(context.Background(), ws, cid, conversation.PostInput{Type: "image", Text: "Can we sit here?",
+		Media: &conversation.Media{ID: "wamid-img", MimeType: "image/jpeg", URL: "https://cdn.acme.test/table.jpg"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	reqs := fake.Requests()
+	user := reqs[len(reqs)-1]["messages"].([]any)[1].(map[string]any)
+	parts, ok := user["content"].([]any)
+	if !ok || len(parts) != 2 || parts[1].(map[string]any)["image_url"].(map[string]any)["url"] != "https://cdn.acme.test/table.jpg" {
+		t.Fatalf("user message sent as %v", user)
+	}
+
+	// schedule_appointment stores the slot; end_conversation ends it and runs the extraction.
+	fake.Push(
+		llmtest.Reply{Calls: []llmtest.Call{{ID: "call_s", Name: "schedule_appointment", Arguments: `{"date":"2026-12-04","time":"19:30","name":"Ana"}`}}},
+		llmtest.Reply{Calls: []llmtest.Call{{ID: "call_e", Name: "end_conversation", Arguments: `{}`}}},
+		llmtest.Reply{Calls: []llmtest.Call{{ID: "call_x", Name: "save_variables", Arguments: `{"party_size":"4"}`}}}, // the extraction
+		llmtest.Text("Booked for Friday at 19:30. Goodbye!", 5, 5),
+	)
+	post(t, e, cid, "Book Friday 2026-12-04 at 19:30 for 4, name Ana. That's all, bye")
+	d := e.MustDo(200, "GET", "/api/v1/conversations/"+cid, nil)
+	if d["status"] != "ended" {
+		t.Fatalf("status %v", d["status"])
+	}
+	vars := variables(t, e, cid)
+	want := map[string][2]string{"appointment_date": {"2026-12-04", "extracted"}, "appointment_time": {"19:30", "extracted"}, "appointment_name": {"Ana", "extracted"}, "party_size": {"4", "post_conversation"}}
+	for k, v := range want {
+		if vars[k] != v {
+			t.Fatalf("%s = %v, want %v (all: %v)", k, vars[k], v, vars)
+		}
 	}
 }

@@ -14,7 +14,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Call is a tool call the fake model makes.
@@ -48,7 +50,12 @@ type Server struct {
 	Transcript  string
 	AudioSecs   float64
 	embedCalls  int
+	chatNanos   atomic.Int64
 }
+
+// ChatTime is the time the fake spent answering chat requests, so a benchmark can tell the
+// model's share of a turn from the rest.
+func (s *Server) ChatTime() time.Duration { return time.Duration(s.chatNanos.Load()) }
 
 // Upload is a received transcription upload.
 type Upload struct {
@@ -119,6 +126,8 @@ var (
 )
 
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { s.chatNanos.Add(int64(time.Since(start))) }()
 	var req map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		http.Error(w, `{"error":{"message":"bad json","type":"invalid_request_error","code":null}}`, 400)
