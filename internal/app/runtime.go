@@ -61,7 +61,8 @@ func setupRuntime(ctx context.Context, a *App) ([]server.Mount, error) {
 	}
 	rt.Resolver = &assistant.Resolver{
 		Default:    assistant.ProviderConfig{BaseURL: cfg.LLMBaseURL, APIKey: cfg.LLMAPIKey, TranscribeModel: transcribe, VisionModel: cfg.VisionModel, EmbeddingModel: cfg.EmbeddingModel},
-		HTTPClient: &http.Client{},
+		HTTPClient:          &http.Client{},
+		WorkspaceHTTPClient: &http.Client{Transport: tools.GuardedTransport(cfg.ToolsAllowPrivate)},
 	}
 	rt.Prices = &assistant.Prices{Log: log}
 	secretStore := &toolSecretStore{st: a.Store, box: a.Secrets}

@@ -303,7 +303,7 @@ func TestWorkspaceProviderAndNoKeyLeak(t *testing.T) {
 		own.Config.Handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(wrapped.Close)
-	e := newRuntimeEnv(t, def)
+	e := newRuntimeEnv(t, def, func(c *app.Config) { c.ToolsAllowPrivate = true })
 	def.Default = llmtest.Text("From the default server.", 3, 3)
 	if p := e.MustDo(200, "GET", "/api/v1/providers", nil); p["source"] != "default" || p["api_key_set"] != true {
 		t.Fatalf("default provider: %v", p)
@@ -616,5 +616,27 @@ func TestEndConversationToolExtractsAndImagesReachTheModel(t *testing.T) {
 		if vars[k] != v {
 			t.Fatalf("%s = %v, want %v (all: %v)", k, vars[k], v, vars)
 		}
+	}
+}
+
+func TestWorkspaceProviderCannotReachPrivateAddresses(t *testing.T) {
+	def := llmtest.New(t) // the server's own default provider may be local
+	own := llmtest.New(t)
+	e := newRuntimeEnv(t, def)
+	e.MustDo(201, "POST", "/api/v1/providers", map[string]any{"base_url": own.BaseURL(), "api_key": "k"})
+	aid := createAssistant(t, e, map[string]any{"model": "gpt-4o-mini"})
+	msgs := post(t, e, newConversation(t, e, aid), "Hi")
+	if errObj, _ := msgs[1]["error"].(map[string]any); errObj == nil || !strings.Contains(errObj["details"].(string), "not public") {
+		t.Fatalf("a workspace provider on loopback was used: %v", msgs[1])
+	}
+	if len(own.Requests()) != 0 {
+		t.Fatal("the private server was reached")
+	}
+	if n := len(def.Requests()); n != 0 {
+		t.Fatalf("the default provider was used instead: %d", n)
+	}
+	e.MustDo(204, "DELETE", "/api/v1/providers", nil)
+	if msgs := post(t, e, newConversation(t, e, aid), "Hi"); msgs[1]["error"] != nil {
+		t.Fatalf("the default provider after DELETE: %v", msgs[1])
 	}
 }

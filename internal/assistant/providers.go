@@ -3,6 +3,7 @@ package assistant
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ type ProviderConfig struct {
 	TranscribeModel string
 	VisionModel     string
 	EmbeddingModel  string
+
+	workspace bool // a workspace's own settings (connections are guarded)
 }
 
 // Configured reports whether the settings name a server.
@@ -37,6 +40,9 @@ type Resolver struct {
 	Default    ProviderConfig
 	Workspaces WorkspaceProviders
 	HTTPClient *http.Client
+	// WorkspaceHTTPClient, when set, is used for workspaces' own providers (a guarded transport:
+	// a workspace must not point the server at its private network).
+	WorkspaceHTTPClient *http.Client
 	// Template holds the retry settings copied into every client (zero values: the defaults).
 	Template llm.OpenAIConfig
 
@@ -61,6 +67,7 @@ func (r *Resolver) Settings(ctx context.Context, workspaceID string) (ProviderCo
 	if r.Workspaces != nil {
 		cfg, err := r.Workspaces.WorkspaceProvider(ctx, workspaceID)
 		if err == nil && cfg.Configured() {
+			cfg.workspace = true
 			// Models the workspace left blank come from the default.
 			if cfg.TranscribeModel == "" {
 				cfg.TranscribeModel = r.Default.TranscribeModel
@@ -86,7 +93,7 @@ func (r *Resolver) OpenAI(ctx context.Context, workspaceID string) (*llm.OpenAI,
 	if err != nil {
 		return nil, cfg, err
 	}
-	key := cfg.BaseURL + "\x00" + cfg.APIKey
+	key := fmt.Sprintf("%s\x00%s\x00%v", cfg.BaseURL, cfg.APIKey, cfg.workspace)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c := r.clients[key]; c != nil {
@@ -97,6 +104,9 @@ func (r *Resolver) OpenAI(ctx context.Context, workspaceID string) (*llm.OpenAI,
 	}
 	oc := r.Template
 	oc.BaseURL, oc.APIKey, oc.HTTPClient = cfg.BaseURL, cfg.APIKey, r.HTTPClient
+	if cfg.workspace && r.WorkspaceHTTPClient != nil {
+		oc.HTTPClient = r.WorkspaceHTTPClient
+	}
 	c := llm.NewOpenAI(oc)
 	r.clients[key] = c
 	return c, cfg, nil

@@ -75,6 +75,10 @@ type Provider interface {
 // ErrNoProvider is returned when a model is asked for but no provider serves it.
 var ErrNoProvider = errors.New("no model provider configured")
 
+// ErrBlockedAddress is returned when a connection would reach an address the caller may not use
+// (loopback, private networks…): an outbound request a workspace configured, refused at connect time.
+var ErrBlockedAddress = errors.New("the address is private, loopback or otherwise not public")
+
 // ErrContextLength marks a request the model refused because the prompt is longer than its
 // context: the caller must shorten the request before trying again, never resend it unchanged.
 var ErrContextLength = errors.New("context length exceeded")

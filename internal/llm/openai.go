@@ -398,6 +398,9 @@ func (p *OpenAI) retryDelay(err error, attempt int) (time.Duration, bool) {
 	if errors.As(err, &ae) {
 		return 0, false // an error event inside a stream: a failure, not retried
 	}
+	if errors.Is(err, ErrBlockedAddress) {
+		return 0, false // refused by policy: trying again changes nothing
+	}
 	var ne net.Error
 	var oe *net.OpError
 	if errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||

@@ -3,6 +3,9 @@ package llm_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +194,17 @@ func TestOpenAIEmbed(t *testing.T) {
 	vecs, _, err := p.Embed(context.Background(), "text-embedding-3-small", []string{"opening hours", "refund policy"})
 	if err != nil || len(vecs) != 2 || len(vecs[0]) != 64 {
 		t.Fatalf("%v %v", len(vecs), err)
+	}
+}
+
+func TestOpenAIBlockedAddressIsNotRetried(t *testing.T) {
+	blocked := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("%w: 127.0.0.1", llm.ErrBlockedAddress)}
+	}}}
+	p := llm.NewOpenAI(llm.OpenAIConfig{BaseURL: "http://127.0.0.1:9/v1", HTTPClient: blocked, MaxRetries: 3})
+	var waits int
+	p.Sleep = func(context.Context, time.Duration) error { waits++; return nil }
+	if _, err := p.Chat(context.Background(), userReq("Hi"), nil); !errors.Is(err, llm.ErrBlockedAddress) || waits != 0 {
+		t.Fatalf("err %v after %d waits", err, waits)
 	}
 }

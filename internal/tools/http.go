@@ -140,7 +140,7 @@ func ParseHTTPTools(raw json.RawMessage) ([]HTTPTool, error) {
 }
 
 // ErrBlockedAddress is returned when an HTTP tool's URL resolves to an address tools may not reach.
-var ErrBlockedAddress = errors.New("the address is private, loopback or otherwise not public")
+var ErrBlockedAddress = llm.ErrBlockedAddress
 
 // HTTPCaller runs HTTP tools. Unless AllowPrivate, connections to loopback, private, link-local,
 // CGNAT, multicast and unspecified addresses are refused at connect time (after DNS resolution,
@@ -150,19 +150,28 @@ type HTTPCaller struct {
 	client       *http.Client
 }
 
+// GuardedTransport is an HTTP transport that, unless allowPrivate, refuses to connect to
+// loopback, private, link-local, CGNAT, multicast and unspecified addresses (checked at connect
+// time, after DNS, for every connection including redirects). It is used for HTTP tools and for
+// workspaces' own model providers: addresses a workspace chooses must not reach the server's network.
+func GuardedTransport(allowPrivate bool) *http.Transport {
+	c := &HTTPCaller{AllowPrivate: allowPrivate}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: c.control}
+	return &http.Transport{
+		Proxy:               nil, // a proxy would connect on our behalf and bypass the address check
+		DialContext:         dialer.DialContext,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        50,
+		IdleConnTimeout:     60 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}
+}
+
 // NewHTTPCaller returns a caller with its own guarded transport.
 func NewHTTPCaller(allowPrivate bool) *HTTPCaller {
 	c := &HTTPCaller{AllowPrivate: allowPrivate}
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: c.control}
-	tr := &http.Transport{
-		Proxy:                 nil, // a proxy would connect on our behalf and bypass the address check
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          50,
-		IdleConnTimeout:       60 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: MaxHTTPTimeout,
-	}
+	tr := GuardedTransport(allowPrivate)
+	tr.ResponseHeaderTimeout = MaxHTTPTimeout
 	c.client = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 3 {
 			return errors.New("too many redirects")
