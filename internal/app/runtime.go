@@ -60,7 +60,7 @@ func setupRuntime(ctx context.Context, a *App) ([]server.Mount, error) {
 		transcribe = DefaultTranscribeModel
 	}
 	rt.Resolver = &assistant.Resolver{
-		Default:    assistant.ProviderConfig{BaseURL: cfg.LLMBaseURL, APIKey: cfg.LLMAPIKey, TranscribeModel: transcribe, VisionModel: cfg.VisionModel, EmbeddingModel: cfg.EmbeddingModel},
+		Default:             assistant.ProviderConfig{BaseURL: cfg.LLMBaseURL, APIKey: cfg.LLMAPIKey, TranscribeModel: transcribe, VisionModel: cfg.VisionModel, EmbeddingModel: cfg.EmbeddingModel},
 		HTTPClient:          &http.Client{},
 		WorkspaceHTTPClient: &http.Client{Transport: tools.GuardedTransport(cfg.ToolsAllowPrivate)},
 	}
