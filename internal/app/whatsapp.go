@@ -83,6 +83,7 @@ func setupWhatsApp(ctx context.Context, a *App) ([]server.Mount, error) {
 	a.APIRoutes["GET /api/v1/whatsapp/templates"] = h.listTemplates
 	a.APIRoutes["POST /api/v1/whatsapp/messages"] = h.sendMessage
 	a.APIRoutes["GET /api/v1/whatsapp/media/{id}"] = h.media
+	a.APIRoutes["GET /api/v1/whatsapp/messages/{id}/payload"] = h.payload
 	return []server.Mount{{Pattern: "/webhooks/whatsapp", Handler: svc.WebhookHandler()}}, nil
 }
 
@@ -204,6 +205,7 @@ func (h *waHandlers) createSender(w http.ResponseWriter, r *http.Request) error 
 	if err := h.save(r.Context(), x, true); err != nil {
 		return err
 	}
+	h.refreshInfo(r.Context(), x)
 	api.WriteJSON(w, http.StatusCreated, newSenderJSON(x))
 	return nil
 }
@@ -230,6 +232,27 @@ func (h *waHandlers) save(ctx context.Context, x *whatsapp.Sender, create bool) 
 		return api.Errorf(http.StatusNotFound, "not_found", "sender not found")
 	}
 	return err
+}
+
+// refreshInfo queues a read of the number's quality rating and messaging limit from Meta.
+func (h *waHandlers) refreshInfo(ctx context.Context, x *whatsapp.Sender) {
+	if err := h.svc.Jobs.Insert(ctx, whatsapp.SenderInfoArgs{WorkspaceID: x.WorkspaceID, SenderID: x.ID}, nil); err != nil {
+		h.a.Config.Log.Warn("whatsapp: queue sender info refresh", "sender", x.ID, "err", err)
+	}
+}
+
+// payload shows a message's WhatsApp payload as Meta delivered it (or the request Parley sent).
+func (h *waHandlers) payload(w http.ResponseWriter, r *http.Request) error {
+	p, err := h.a.Store.MessagePayload(r.Context(), auth.WorkspaceID(r.Context()), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && p == "") {
+		return api.Errorf(http.StatusNotFound, "not_found", "no WhatsApp payload for this message")
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, p)
+	return nil
 }
 
 func (h *waHandlers) listSenders(w http.ResponseWriter, r *http.Request) error {
@@ -280,6 +303,9 @@ func (h *waHandlers) updateSender(w http.ResponseWriter, r *http.Request) error 
 	x.UpdatedAt = time.Now().UTC()
 	if err := h.save(r.Context(), x, false); err != nil {
 		return err
+	}
+	if in.AccessToken != nil || in.GraphAPIURL != nil || in.PhoneNumberID != nil {
+		h.refreshInfo(r.Context(), x)
 	}
 	api.WriteJSON(w, http.StatusOK, newSenderJSON(x))
 	return nil

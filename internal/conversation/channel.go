@@ -49,6 +49,8 @@ type ChannelRepository interface {
 	SetMessageExternalTx(tx *sql.Tx, workspaceID, messageID, externalID string) error
 	// SetMessageMediaTx replaces a message's media reference.
 	SetMessageMediaTx(tx *sql.Tx, workspaceID, messageID string, media *Media) error
+	// AddMessageCostTx adds a cost (transcription, vision) to a message.
+	AddMessageCostTx(tx *sql.Tx, workspaceID, messageID string, costMicros int64) error
 	// SetCustomerNameTx updates the customer's display name.
 	SetCustomerNameTx(tx *sql.Tx, workspaceID, conversationID, name string) error
 }
@@ -347,16 +349,22 @@ func (s *Service) MarkSent(ctx context.Context, workspaceID, conversationID, mes
 	return m, nil
 }
 
-// SetMedia replaces a message's media reference (after the channel downloaded it), in the same
-// transaction as inTx (which may queue the answer that waited for it).
-func (s *Service) SetMedia(ctx context.Context, workspaceID, conversationID, messageID string, media *Media, inTx func(tx *sql.Tx) error) error {
+// SetMedia replaces a message's media reference (after the channel downloaded it, with what the
+// media AI made of it and its cost), in the same transaction as inTx (which may queue the answer
+// that waited for it).
+func (s *Service) SetMedia(ctx context.Context, workspaceID, conversationID, messageID string, media *Media, costMicros int64, inTx func(tx *sql.Tx) error) error {
 	repo, err := s.channelRepo()
 	if err != nil {
 		return err
 	}
-	c, _, err := s.repo.Apply(ctx, workspaceID, conversationID, Change{InTx: func(tx *sql.Tx, _ []*Message) error {
+	c, _, err := s.repo.Apply(ctx, workspaceID, conversationID, Change{CostMicros: costMicros, InTx: func(tx *sql.Tx, _ []*Message) error {
 		if media != nil {
 			if err := repo.SetMessageMediaTx(tx, workspaceID, messageID, media); err != nil {
+				return err
+			}
+		}
+		if costMicros != 0 {
+			if err := repo.AddMessageCostTx(tx, workspaceID, messageID, costMicros); err != nil {
 				return err
 			}
 		}

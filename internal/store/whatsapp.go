@@ -312,6 +312,12 @@ func (s *Store) SetMessageMediaTx(tx *sql.Tx, workspaceID, messageID string, med
 	return nil
 }
 
+// AddMessageCostTx adds a cost to a message (its conversation's totals go through Change.CostMicros).
+func (s *Store) AddMessageCostTx(tx *sql.Tx, workspaceID, messageID string, costMicros int64) error {
+	_, err := tx.Exec(`UPDATE messages SET cost_micros = cost_micros + $1 WHERE id = $2 AND workspace_id = $3`, costMicros, messageID, workspaceID)
+	return err
+}
+
 // SetCustomerNameTx updates a conversation's customer name.
 func (s *Store) SetCustomerNameTx(tx *sql.Tx, workspaceID, conversationID, name string) error {
 	_, err := tx.Exec(`UPDATE conversations SET customer_name = $1 WHERE id = $2 AND workspace_id = $3`, name, conversationID, workspaceID)

@@ -129,6 +129,23 @@ func (c *Client) MarkRead(ctx context.Context, wamid string) error {
 		map[string]string{"messaging_product": "whatsapp", "status": "read", "message_id": wamid}, nil)
 }
 
+// PhoneInfo is the number's standing as Meta reports it.
+type PhoneInfo struct {
+	DisplayPhoneNumber string `json:"display_phone_number"`
+	VerifiedName       string `json:"verified_name"`
+	QualityRating      string `json:"quality_rating"`
+	MessagingLimitTier string `json:"messaging_limit_tier"`
+}
+
+// Phone reads the number's quality rating and messaging limit tier.
+func (c *Client) Phone(ctx context.Context) (*PhoneInfo, error) {
+	var info PhoneInfo
+	if err := c.do(ctx, http.MethodGet, c.BaseURL+"/"+c.PhoneNumberID+"?fields=display_phone_number,verified_name,quality_rating,messaging_limit_tier", nil, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
 // MediaInfo is GET /{media-id}: a download URL valid for 5 minutes.
 type MediaInfo struct {
 	URL      string      `json:"url"`

@@ -39,7 +39,7 @@ type fakeGraph struct {
 	expiring map[string]bool
 }
 
-func newFakeGraph(t *testing.T) *fakeGraph {
+func newFakeGraph(t testing.TB) *fakeGraph {
 	f := &fakeGraph{notify: make(chan struct{}, 1), media: map[string][]byte{}, expiring: map[string]bool{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
@@ -92,6 +92,8 @@ func (f *fakeGraph) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(data)
+	case r.Method == http.MethodGet && r.URL.Query().Get("fields") != "":
+		io.WriteString(w, `{"display_phone_number":"+1 555-078-3881","verified_name":"Shop","quality_rating":"GREEN","messaging_limit_tier":"TIER_1K","id":"`+pnid+`"}`)
 	case r.Method == http.MethodGet:
 		id := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
 		f.mu.Lock()
@@ -393,6 +395,12 @@ func TestEveryTypeBatchedStoredOnceAndReplaySafe(t *testing.T) {
 	d := check()
 	if w := d["window"].(map[string]any); w["open"] != true {
 		t.Fatalf("window %v", w)
+	}
+	// Each message keeps Meta's payload as delivered.
+	first := messagesOf(d)[0]
+	pl := fx.env.Do("GET", "/api/v1/whatsapp/messages/"+first["id"].(string)+"/payload", nil)
+	if pl.Status != 200 || !json.Valid(pl.Body) || !strings.Contains(string(pl.Body), `"wamid.T1"`) || !strings.Contains(string(pl.Body), `https:\/\/shop.example`) {
+		t.Fatalf("payload: %d %s", pl.Status, pl.Body)
 	}
 	if dj := conversationOf(t, fx.env, b); dj == nil || len(messagesOf(dj)) == 0 || messagesOf(dj)[0]["text"] != "Olá" {
 		t.Fatalf("second entry's customer: %v", dj)
@@ -723,6 +731,29 @@ func TestThrottledSendRetried(t *testing.T) {
 	}
 }
 
+func TestQualityUpdate(t *testing.T) {
+	fx := newFixture(t)
+	fx.graph.waitReq(t, "the number's quality lookup", func(r graphReq) bool { return r.Method == "GET" && r.Path == "/v21.0/"+pnid })
+	// The lookup's answer is stored by a job that signals nothing: poll the API, bounded.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		s := fx.env.MustDo(200, "GET", "/api/v1/whatsapp/senders/"+fx.senderID, nil)
+		if s["quality_rating"] == "GREEN" && s["messaging_limit"] == "TIER_1K" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("quality from the Graph API never stored: %v", s)
+		}
+	}
+	body := delivery(entry("1", `{"field":"phone_number_quality_update","value":{"display_phone_number":"15550783881","event":"FLAGGED","current_limit":"TIER_10K"}}`))
+	if r := fx.deliver(t, body); r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	s := fx.env.MustDo(200, "GET", "/api/v1/whatsapp/senders/"+fx.senderID, nil)
+	if s["quality_rating"] != "FLAGGED" || s["messaging_limit"] != "TIER_10K" {
+		t.Fatalf("sender %v", s)
+	}
+}
+
 func TestSenderAPI(t *testing.T) {
 	fx := newFixture(t)
 	env := fx.env
@@ -889,4 +920,81 @@ func TestOutgoingWebhookSigned(t *testing.T) {
 	if seen["conversation.created"] != 0 {
 		t.Fatal("delivered an event the webhook did not subscribe to")
 	}
+}
+
+// BenchmarkWebhookDelivery measures a signed one-message delivery end to end over HTTP: signature
+// check, parse, find-or-create, the message and its reply job stored in one transaction, 200.
+func BenchmarkWebhookDelivery(b *testing.B) {
+	graph := newFakeGraph(b)
+	env := testenv.New(b, func(c *app.Config) { c.Log = slog.New(slog.DiscardHandler) })
+	env.MustDo(http.StatusCreated, "POST", "/api/v1/whatsapp/senders", map[string]any{
+		"phone_number_id": pnid, "access_token": token, "app_secret": appSecret, "verify_token": verifyTok, "graph_api_url": graph.URL + "/v21.0",
+	})
+	client := &http.Client{}
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		wa := fmt.Sprintf("3460%07d", i%500)
+		body := delivery(entry("1", messagesChange(wa, "Bench", textMsg(wa, fmt.Sprintf("wamid.B%d", i), "caf\u00e9 order status please", time.Now()))))
+		req, _ := http.NewRequest("POST", env.URL+"/webhooks/whatsapp", strings.NewReader(string(body)))
+		req.Header.Set("X-Hub-Signature-256", whatsapp.Sign(body, appSecret))
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}
+
+// fakeMediaAI plays the runtime's media AI (App.Extra["media_ai"]).
+type fakeMediaAI struct{}
+
+func (fakeMediaAI) TranscribeWithCost(ctx context.Context, ws string, audio io.Reader, filename, mimeType string) (string, int64, error) {
+	b, _ := io.ReadAll(audio)
+	return "transcript of " + string(b) + " (" + mimeType + ")", 1500, nil
+}
+
+func (fakeMediaAI) DescribeWithCost(ctx context.Context, ws string, image []byte, mimeType string) (string, int64, error) {
+	return "a photo of " + string(image), 2500, nil
+}
+
+func TestVoiceNoteTranscribedAndImageDescribed(t *testing.T) {
+	fx := newFixture(t)
+	fx.env.App.Extra["media_ai"] = fakeMediaAI{}
+	fx.graph.media["voice-1"] = []byte("OggS-voice")
+	fx.graph.media["pic-1"] = []byte("JFIF-cat")
+	wa := "34699000999"
+	now := ts(time.Now())
+	voice := `{"from":"` + wa + `","id":"wamid.VOICE","timestamp":"` + now + `","type":"audio","audio":{"mime_type":"audio/ogg; codecs=opus","sha256":"x","id":"voice-1","voice":true}}`
+	pic := `{"from":"` + wa + `","id":"wamid.PIC","timestamp":"` + now + `","type":"image","image":{"mime_type":"image/jpeg","sha256":"x","id":"pic-1"}}`
+	if r := fx.deliver(t, delivery(entry("1", messagesChange(wa, "Vi", voice, pic)))); r.Status != 200 {
+		t.Fatalf("%d", r.Status)
+	}
+	var msgs []map[string]any
+	waitFor(t, fx.env, "both media processed", func() bool {
+		msgs = messagesOf(conversationOf(t, fx.env, wa))
+		done := 0
+		for _, m := range msgs {
+			if med, ok := m["media"].(map[string]any); ok && (med["transcript"] != nil || med["description"] != nil) {
+				done++
+			}
+		}
+		return done == 2
+	})
+	audio, image := msgs[0], msgs[1]
+	if tr := audio["media"].(map[string]any)["transcript"]; tr != "transcript of OggS-voice (audio/ogg; codecs=opus)" || audio["cost_usd"] != 0.0015 {
+		t.Fatalf("voice note %v", audio)
+	}
+	if d := image["media"].(map[string]any)["description"]; d != "a photo of JFIF-cat" || image["cost_usd"] != 0.0025 {
+		t.Fatalf("image %v", image)
+	}
+	if c := conversationOf(t, fx.env, wa)["cost_usd"].(float64); c < 0.004-1e-9 {
+		t.Fatalf("conversation cost %v does not include the media AI", c)
+	}
+	fx.graph.waitReq(t, "the answer after the media", isText(wa))
 }

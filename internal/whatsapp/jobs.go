@@ -56,8 +56,45 @@ func (MediaArgs) Kind() string { return "whatsapp_media" }
 // InsertOpts: a few attempts; the answer does not wait for ever.
 func (MediaArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 5} }
 
+// SenderInfoArgs refreshes a sender's quality rating and messaging limit from the Graph API.
+type SenderInfoArgs struct {
+	WorkspaceID string `json:"workspace_id"`
+	SenderID    string `json:"sender_id"`
+}
+
+func (SenderInfoArgs) Kind() string { return "whatsapp_sender_info" }
+
+// InsertOpts: informative only, a few attempts.
+func (SenderInfoArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 3} }
+
+type senderInfoWorker struct {
+	river.WorkerDefaults[SenderInfoArgs]
+	s *Service
+}
+
+func (w *senderInfoWorker) Work(ctx context.Context, job *river.Job[SenderInfoArgs]) error {
+	s := w.s
+	x, err := s.Sender(ctx, job.Args.WorkspaceID, job.Args.SenderID)
+	if err != nil {
+		return jobs.Cancel(err)
+	}
+	info, err := s.Client(x).Phone(ctx)
+	if err != nil {
+		if Classify(err) == BadToken {
+			_ = s.Repo.SetWASenderError(ctx, x.ID, "The access token was rejected (190): update the sender's token. "+err.Error(), s.now())
+			return jobs.Cancel(err)
+		}
+		if Classify(err) == Permanent {
+			return jobs.Cancel(err)
+		}
+		return err
+	}
+	return s.Repo.SetWASenderQuality(ctx, x.ID, info.QualityRating, info.MessagingLimitTier, s.now())
+}
+
 // RegisterWorkers adds the channel's job workers to the queue.
 func (s *Service) RegisterWorkers(q *jobs.Queue) {
+	jobs.Register(q, &senderInfoWorker{s: s})
 	jobs.Register(q, &replyWorker{s: s})
 	jobs.Register(q, &sendWorker{s: s})
 	jobs.Register(q, &mediaWorker{s: s})
@@ -282,7 +319,7 @@ func (w *mediaWorker) Work(ctx context.Context, job *river.Job[MediaArgs]) error
 	}
 	s.log().Warn("whatsapp: media not stored", "message", a.MessageID, "err", err)
 	// Answer without the file rather than not at all.
-	if e := s.Conversations.SetMedia(ctx, a.WorkspaceID, a.ConversationID, a.MessageID, nil, s.replyAfterMedia(ctx, a)); e != nil {
+	if e := s.Conversations.SetMedia(ctx, a.WorkspaceID, a.ConversationID, a.MessageID, nil, 0, s.replyAfterMedia(ctx, a)); e != nil {
 		return e
 	}
 	return jobs.Cancel(err)
@@ -355,35 +392,49 @@ func (s *Service) fetchMedia(ctx context.Context, a MediaArgs) error {
 			media.MimeType = ctype
 		}
 	}
-	s.describe(ctx, a.WorkspaceID, m.Type, media, buf.Bytes(), size)
-	return s.Conversations.SetMedia(ctx, a.WorkspaceID, a.ConversationID, a.MessageID, media, s.replyAfterMedia(ctx, a))
+	cost := s.describe(ctx, a.WorkspaceID, m.Type, media, buf.Bytes(), size)
+	return s.Conversations.SetMedia(ctx, a.WorkspaceID, a.ConversationID, a.MessageID, media, cost, s.replyAfterMedia(ctx, a))
 }
 
 // describe asks the runtime's media AI (when there is one) for a voice note's transcript or an
-// image's description.
-func (s *Service) describe(ctx context.Context, ws, typ string, media *conversation.Media, data []byte, size int64) {
+// image's description, returning what it cost.
+func (s *Service) describe(ctx context.Context, ws, typ string, media *conversation.Media, data []byte, size int64) int64 {
 	if s.MediaAI == nil || int64(len(data)) != size {
-		return
+		return 0
 	}
 	ai := s.MediaAI()
+	var text string
+	var cost int64
+	var err error
 	switch typ {
 	case "audio":
-		if t, ok := ai.(Transcriber); ok {
-			if text, err := t.Transcribe(ctx, ws, data, media.MimeType); err == nil {
-				media.Transcript = text
-			} else {
-				s.log().Warn("whatsapp: transcription failed", "err", err)
-			}
+		switch t := ai.(type) {
+		case transcriberWithCost:
+			text, cost, err = t.TranscribeWithCost(ctx, ws, bytes.NewReader(data), media.Filename, media.MimeType)
+		case Transcriber:
+			text, err = t.Transcribe(ctx, ws, bytes.NewReader(data), media.Filename, media.MimeType)
+		default:
+			return 0
 		}
+		media.Transcript = text
 	case "image", "sticker":
-		if d, ok := ai.(Describer); ok {
-			if text, err := d.Describe(ctx, ws, data, media.MimeType); err == nil {
-				media.Description = text
-			} else {
-				s.log().Warn("whatsapp: image description failed", "err", err)
-			}
+		switch d := ai.(type) {
+		case describerWithCost:
+			text, cost, err = d.DescribeWithCost(ctx, ws, data, media.MimeType)
+		case Describer:
+			text, err = d.Describe(ctx, ws, data, media.MimeType)
+		default:
+			return 0
 		}
+		media.Description = text
+	default:
+		return 0
 	}
+	if err != nil {
+		s.log().Warn("whatsapp: media AI failed; the message keeps its file only", "type", typ, "err", err)
+		return 0
+	}
+	return cost
 }
 
 // limitedBuffer keeps up to max bytes (for the media AI) and silently drops the rest.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -29,6 +30,7 @@ type Repository interface {
 	AllWASenders(ctx context.Context) ([]*Sender, error)
 	DeleteWASender(ctx context.Context, workspaceID, id string) error
 	SetWASenderError(ctx context.Context, id, msg string, at time.Time) error
+	SetWASenderQuality(ctx context.Context, id, quality, limit string, at time.Time) error
 	CreateWATemplate(ctx context.Context, t *Template) error
 	ListWATemplates(ctx context.Context, workspaceID string) ([]*Template, error)
 	WATemplateByName(ctx context.Context, workspaceID, name, language string) (*Template, error)
@@ -44,14 +46,23 @@ type Sealer interface {
 	Open(sealed string) (string, error)
 }
 
-// Transcriber turns a voice note into text (the AI runtime provides it as Extra["media_ai"]).
+// Transcriber turns a voice note into text. The AI runtime provides one as App.Extra["media_ai"];
+// a TranscribeWithCost method, when present, is preferred so the cost is counted.
 type Transcriber interface {
-	Transcribe(ctx context.Context, workspaceID string, audio []byte, mimeType string) (string, error)
+	Transcribe(ctx context.Context, workspaceID string, audio io.Reader, filename, mimeType string) (string, error)
 }
 
-// Describer describes an image for the model.
+type transcriberWithCost interface {
+	TranscribeWithCost(ctx context.Context, workspaceID string, audio io.Reader, filename, mimeType string) (string, int64, error)
+}
+
+// Describer describes an image for the model (DescribeWithCost preferred, as above).
 type Describer interface {
 	Describe(ctx context.Context, workspaceID string, image []byte, mimeType string) (string, error)
+}
+
+type describerWithCost interface {
+	DescribeWithCost(ctx context.Context, workspaceID string, image []byte, mimeType string) (string, int64, error)
 }
 
 // Service is the WhatsApp channel.
@@ -157,6 +168,12 @@ func (s *Service) Receive(ctx context.Context, p *Payload, senders map[string]*S
 	var res Result
 	for _, e := range p.Entry {
 		for _, ch := range e.Changes {
+			if ch.Field == "phone_number_quality_update" {
+				if err := s.qualityUpdate(ctx, &ch.Value, senders); err != nil {
+					return res, err
+				}
+				continue
+			}
 			x := senders[ch.Value.Metadata.PhoneNumberID]
 			if x == nil {
 				continue
@@ -193,6 +210,26 @@ func (s *Service) Receive(ctx context.Context, p *Payload, senders map[string]*S
 
 // lateDelivery is how late Meta may deliver a message (it retries failed deliveries for 7 days).
 const lateDelivery = 7 * 24 * time.Hour
+
+// qualityUpdate records a number's new quality flag and messaging limit tier.
+func (s *Service) qualityUpdate(ctx context.Context, v *Value, senders map[string]*Sender) error {
+	for _, x := range senders {
+		if OnlyDigits(x.DisplayPhoneNumber) == "" || OnlyDigits(x.DisplayPhoneNumber) != OnlyDigits(v.DisplayPhoneNumber) {
+			continue
+		}
+		quality := ""
+		switch v.Event {
+		case "FLAGGED":
+			quality = "FLAGGED"
+		case "UNFLAGGED":
+			quality = "GREEN"
+		}
+		if err := s.Repo.SetWASenderQuality(ctx, x.ID, quality, v.CurrentLimit, s.now()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // messageTime is when the customer sent the message: Meta's timestamp when plausible (a late
 // delivery keeps its real time, so the customer service window is right), else the time received.
@@ -353,9 +390,9 @@ func (s *Service) applyStatus(ctx context.Context, x *Sender, st *Status) (bool,
 func (s *Service) Verified(ctx context.Context, body []byte, sum []byte, p *Payload) (map[string]*Sender, error) {
 	var candidates []*Sender
 	var err error
-	if p != nil {
+	if p != nil && len(p.PhoneNumberIDs()) > 0 {
 		candidates, err = s.Repo.WASendersByPhone(ctx, p.PhoneNumberIDs())
-	} else {
+	} else { // not JSON, or a change about a number with no metadata (quality updates)
 		candidates, err = s.Repo.AllWASenders(ctx)
 	}
 	if err != nil {
