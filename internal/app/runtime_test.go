@@ -18,6 +18,7 @@ import (
 	"github.com/parley-hq/parley/internal/app"
 	"github.com/parley-hq/parley/internal/assistant"
 	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/llm"
 	"github.com/parley-hq/parley/internal/llm/llmtest"
 	"github.com/parley-hq/parley/internal/testenv"
 )
@@ -484,6 +485,10 @@ func TestExtractionFillsVariablesWithSource(t *testing.T) {
 	}
 }
 
+func llmUsage(in, out int64) llm.Usage { return llm.Usage{InputTokens: in, OutputTokens: out} }
+
+func llmImage(messageID string) llm.Image { return llm.Image{MessageID: messageID} }
+
 func assistantCost(in, out int64) float64 {
 	return float64(assistant.DefaultPrices["gpt-4o-mini"][0]*in+assistant.DefaultPrices["gpt-4o-mini"][1]*out+500_000) / 1_000_000 / 1e6
 }
@@ -638,5 +643,36 @@ func TestWorkspaceProviderCannotReachPrivateAddresses(t *testing.T) {
 	e.MustDo(204, "DELETE", "/api/v1/providers", nil)
 	if msgs := post(t, e, newConversation(t, e, aid), "Hi"); msgs[1]["error"] != nil {
 		t.Fatalf("the default provider after DELETE: %v", msgs[1])
+	}
+}
+
+func TestMediaAIDescribesImagesAndLoadsThemFromBlobs(t *testing.T) {
+	fake := llmtest.New(t)
+	e := newRuntimeEnv(t, fake, func(c *app.Config) { c.VisionModel = "gpt-4o" })
+	fake.Push(llmtest.Text("A receipt for order ACME-1042, total $35.20.", 900, 14))
+	ai := e.App.Extra["media_ai"].(*app.MediaAI)
+	png := []byte("\x89PNG\r\n\x1a\nreceipt")
+	text, cost, err := ai.DescribeWithCost(context.Background(), e.WorkspaceID, png, "image/png")
+	if err != nil || text != "A receipt for order ACME-1042, total $35.20." {
+		t.Fatalf("%q %v", text, err)
+	}
+	if cost != assistant.CostMicros(2_500_000, 10_000_000, llmUsage(900, 14)) {
+		t.Fatalf("cost %d", cost)
+	}
+	req := fake.Requests()[0]
+	if req["model"] != "gpt-4o" || !strings.Contains(fmt.Sprint(req["messages"]), "data:image/png;base64,") {
+		t.Fatalf("vision request %v", req)
+	}
+	// A channel's stored attachment is found by its message id and sent inline.
+	ctx := context.Background()
+	if _, err := e.App.Blobs.Put(ctx, "whatsapp/"+e.WorkspaceID+"/msg-1", bytes.NewReader(png), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	img, err := e.App.Runtime.Images.LoadImage(ctx, e.WorkspaceID, llmImage("msg-1"))
+	if err != nil || !bytes.Equal(img.Data, png) || img.MimeType != "image/png" {
+		t.Fatalf("%+v %v", img, err)
+	}
+	if _, err := e.App.Runtime.Images.LoadImage(ctx, "another-workspace", llmImage("msg-1")); err == nil {
+		t.Fatal("another workspace's blob was loaded")
 	}
 }
