@@ -167,3 +167,10 @@ func (e *Env) CreateAssistant(name, prompt string) string {
 	a := e.MustDo(http.StatusCreated, "POST", "/api/v1/assistants", map[string]any{"name": name, "system_prompt": prompt, "model": "builtin"})
 	return a["id"].(string)
 }
+
+// With returns the env reporting to t (a subtest, or a fuzz target's *testing.T).
+func (e *Env) With(t testing.TB) *Env {
+	c := *e
+	c.T = t
+	return &c
+}
