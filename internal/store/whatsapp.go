@@ -419,3 +419,46 @@ func (s *Store) WebhookWorkspaces(ctx context.Context) ([]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// AddPendingStatus keeps a status report for a wamid not known yet, dropping reports older than
+// a day (statuses of messages sent by other tools on the same number never match).
+func (s *Store) AddPendingStatus(ctx context.Context, workspaceID, externalID, payload string, at time.Time) error {
+	return s.Write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`DELETE FROM wa_pending_statuses WHERE created_at < $1`, ms(at.Add(-24*time.Hour))); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`INSERT INTO wa_pending_statuses (workspace_id, external_id, payload, created_at) VALUES ($1, $2, $3, $4)`,
+			workspaceID, externalID, payload, ms(at))
+		return err
+	})
+}
+
+// TakePendingStatuses returns and removes the status reports kept for a wamid, oldest first.
+func (s *Store) TakePendingStatuses(ctx context.Context, workspaceID, externalID string) ([]string, error) {
+	var out []string
+	err := s.Write(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.Query(`SELECT payload FROM wa_pending_statuses WHERE workspace_id = $1 AND external_id = $2 ORDER BY created_at`, workspaceID, externalID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		_, err = tx.Exec(`DELETE FROM wa_pending_statuses WHERE workspace_id = $1 AND external_id = $2`, workspaceID, externalID)
+		return err
+	})
+	return out, err
+}

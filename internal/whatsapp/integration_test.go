@@ -30,13 +30,15 @@ type graphReq struct {
 // answers 404 as an expired URL would.
 type fakeGraph struct {
 	*httptest.Server
-	mu       sync.Mutex
-	reqs     []graphReq
-	notify   chan struct{}
-	sent     int
-	sendErr  func(body map[string]any) (int, string)
-	media    map[string][]byte
-	expiring map[string]bool
+	mu      sync.Mutex
+	reqs    []graphReq
+	notify  chan struct{}
+	sent    int
+	sendErr func(body map[string]any) (int, string)
+	// beforeAnswer runs before a send is answered with its wamid (to race status webhooks).
+	beforeAnswer func(wamid string)
+	media        map[string][]byte
+	expiring     map[string]bool
 }
 
 func newFakeGraph(t testing.TB) *fakeGraph {
@@ -77,7 +79,11 @@ func (f *fakeGraph) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.sent++
 		id := fmt.Sprintf("wamid.OUT%d", f.sent)
+		before := f.beforeAnswer
 		f.mu.Unlock()
+		if before != nil {
+			before(id)
+		}
 		fmt.Fprintf(w, `{"messaging_product":"whatsapp","contacts":[{"input":%q,"wa_id":%q}],"messages":[{"id":%q}]}`, req.Body["to"], req.Body["to"], id)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/dl/"):
 		id := strings.TrimPrefix(r.URL.Path, "/dl/")
@@ -997,4 +1003,30 @@ func TestVoiceNoteTranscribedAndImageDescribed(t *testing.T) {
 		t.Fatalf("conversation cost %v does not include the media AI", c)
 	}
 	fx.graph.waitReq(t, "the answer after the media", isText(wa))
+}
+
+func TestStatusBeforeSendCommittedIsApplied(t *testing.T) {
+	fx := newFixture(t)
+	wa := "34612345678"
+	pricing := `"pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}`
+	fx.graph.mu.Lock()
+	fx.graph.beforeAnswer = func(wamid string) {
+		// Meta's "delivered" webhook arrives before the send's own answer.
+		body := delivery(entry("1", statusChange(status(wamid, "delivered", wa, pricing))))
+		if r := fx.deliver(t, body); r.Status != 200 {
+			t.Errorf("early status: %d", r.Status)
+		}
+	}
+	fx.graph.mu.Unlock()
+	if r := fx.deliver(t, delivery(entry("1", messagesChange(wa, "Early", textMsg(wa, "wamid.EARLY", "hello", time.Now()))))); r.Status != 200 {
+		t.Fatalf("%d", r.Status)
+	}
+	waitFor(t, fx.env, "the early status applied", func() bool {
+		for _, m := range messagesOf(conversationOf(t, fx.env, wa)) {
+			if m["role"] == "assistant" && m["status"] == "delivered" {
+				return m["cost_usd"] == float64(whatsapp.Prices["utility"])/1e6
+			}
+		}
+		return false
+	})
 }

@@ -132,7 +132,7 @@ func (w *replyWorker) Work(ctx context.Context, job *river.Job[ReplyArgs]) error
 	if pos >= 0 {
 		for _, m := range history[pos+1:] {
 			switch {
-			case m.Role == conversation.RoleUser:
+			case m.Role == conversation.RoleUser && Answerable(m.Type):
 				laterCustomer = true
 			case m.Role == conversation.RoleAssistant:
 				answered = true
@@ -264,6 +264,9 @@ func (w *sendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	}
 	if _, err := s.Conversations.MarkSent(ctx, a.WorkspaceID, a.ConversationID, m.ID, first, nil); err != nil {
 		return err
+	}
+	if err := s.applyPending(ctx, x, first); err != nil {
+		s.log().Warn("whatsapp: early status reports not applied", "message", m.ID, "err", err)
 	}
 	if x.LastError != "" {
 		_ = s.Repo.SetWASenderError(ctx, x.ID, "", s.now())

@@ -31,6 +31,8 @@ type Repository interface {
 	DeleteWASender(ctx context.Context, workspaceID, id string) error
 	SetWASenderError(ctx context.Context, id, msg string, at time.Time) error
 	SetWASenderQuality(ctx context.Context, id, quality, limit string, at time.Time) error
+	AddPendingStatus(ctx context.Context, workspaceID, externalID, payload string, at time.Time) error
+	TakePendingStatuses(ctx context.Context, workspaceID, externalID string) ([]string, error)
 	CreateWATemplate(ctx context.Context, t *Template) error
 	ListWATemplates(ctx context.Context, workspaceID string) ([]*Template, error)
 	WATemplateByName(ctx context.Context, workspaceID, name, language string) (*Template, error)
@@ -187,7 +189,7 @@ func (s *Service) Receive(ctx context.Context, p *Payload, senders map[string]*S
 				return res, err
 			}
 			for i := range ch.Value.Statuses {
-				ok, err := s.applyStatus(ctx, x, &ch.Value.Statuses[i])
+				ok, err := s.applyStatus(ctx, x, &ch.Value.Statuses[i], true)
 				if err != nil {
 					return res, err
 				}
@@ -359,7 +361,7 @@ func PriceOf(p *Pricing) int64 {
 	return Prices[strings.ToLower(p.Category)]
 }
 
-func (s *Service) applyStatus(ctx context.Context, x *Sender, st *Status) (bool, error) {
+func (s *Service) applyStatus(ctx context.Context, x *Sender, st *Status, keepUnknown bool) (bool, error) {
 	switch st.Status {
 	case "sent", "delivered", "read", "played", "failed":
 	default:
@@ -382,7 +384,32 @@ func (s *Service) applyStatus(ctx context.Context, x *Sender, st *Status) (bool,
 	if err != nil {
 		return false, err
 	}
+	if m == nil && keepUnknown {
+		// Perhaps our send's answer is not committed yet: keep the report for when it is.
+		b, _ := json.Marshal(st)
+		if err := s.Repo.AddPendingStatus(ctx, x.WorkspaceID, st.ID, string(b), s.now()); err != nil {
+			return false, err
+		}
+	}
 	return m != nil, nil
+}
+
+// applyPending applies the status reports that arrived before the message's wamid was stored.
+func (s *Service) applyPending(ctx context.Context, x *Sender, wamid string) error {
+	pending, err := s.Repo.TakePendingStatuses(ctx, x.WorkspaceID, wamid)
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		var st Status
+		if err := json.Unmarshal([]byte(p), &st); err != nil {
+			continue
+		}
+		if _, err := s.applyStatus(ctx, x, &st, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Verified matches a delivery's numbers to configured senders whose app secret produced the

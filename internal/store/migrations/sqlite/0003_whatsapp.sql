@@ -48,3 +48,14 @@ CREATE TABLE webhooks (
     created_at   INTEGER NOT NULL
 );
 CREATE INDEX webhooks_workspace ON webhooks(workspace_id, created_at);
+
+-- Status reports that arrived before the send that produced their wamid was recorded (Meta can
+-- answer the webhook faster than the send's own answer is committed); applied when it is.
+CREATE TABLE wa_pending_statuses (
+    workspace_id TEXT NOT NULL,
+    external_id  TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX wa_pending_statuses_ext ON wa_pending_statuses(workspace_id, external_id);
+CREATE INDEX wa_pending_statuses_age ON wa_pending_statuses(created_at);
