@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parley-hq/parley/internal/api"
@@ -31,7 +32,7 @@ import (
 // default), prices, knowledge bases, HTTP tools, media for the model and post-conversation
 // extraction. It fills in the Runtime the conversation service already holds.
 func init() {
-	Register(Feature{Name: "runtime", Setup: setupRuntime, Start: startRuntime})
+	Register(Feature{Name: "runtime", Setup: setupRuntime, Start: startRuntime, Stop: stopRuntime})
 }
 
 // DefaultTranscribeModel is used for voice notes when PARLEY_TRANSCRIBE_MODEL is not set.
@@ -49,6 +50,8 @@ type Runtime struct {
 	Media      *MediaAI
 	persistent bool // the store has the runtime's tables (SQLite; the PostgreSQL port follows)
 	log        *slog.Logger
+	// extractions are the post-conversation extractions running in the background.
+	extractions sync.WaitGroup
 }
 
 func setupRuntime(ctx context.Context, a *App) ([]server.Mount, error) {
@@ -132,6 +135,25 @@ func startRuntime(ctx context.Context, a *App) error {
 	}()
 	return nil
 }
+
+// stopRuntime waits (within ctx) for the extractions still running.
+func stopRuntime(ctx context.Context, a *App) error {
+	rt, _ := a.Extra["runtime"].(*Runtime)
+	if rt == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { rt.extractions.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("post-conversation extractions still running: %w", ctx.Err())
+	}
+}
+
+// WaitExtractions blocks until the background extractions started so far are done.
+func (rt *Runtime) WaitExtractions() { rt.extractions.Wait() }
 
 // ---- providers ----
 
@@ -817,11 +839,16 @@ func (b blobImages) LoadImage(ctx context.Context, workspaceID string, img llm.I
 
 // ---- post-conversation extraction ----
 
-// conversationEnded fills the assistant's extract schema when a conversation ends.
+// conversationEnded fills the assistant's extract schema when a conversation ends, in the
+// background: neither the /end answer nor the assistant's goodbye waits for the model.
 func (rt *Runtime) conversationEnded(ctx context.Context, c *conversation.Conversation) {
-	if _, err := rt.ExtractConversation(context.WithoutCancel(ctx), c.WorkspaceID, c.ID); err != nil {
-		rt.log.Warn("runtime: post-conversation extraction failed", "conversation", c.ID, "err", err)
-	}
+	rt.extractions.Add(1)
+	go func() {
+		defer rt.extractions.Done()
+		if _, err := rt.ExtractConversation(context.WithoutCancel(ctx), c.WorkspaceID, c.ID); err != nil {
+			rt.log.Warn("runtime: post-conversation extraction failed", "conversation", c.ID, "err", err)
+		}
+	}()
 }
 
 // ExtractConversation runs post-conversation extraction once for the conversation's activity so

@@ -201,6 +201,8 @@ func TestRuntimeRetriesAndFallback(t *testing.T) {
 		{"500 until retries run out", []llmtest.Reply{llmtest.ServerError, llmtest.ServerError, llmtest.ServerError, llmtest.ServerError}, 4, "model error 500"},
 		{"401 is final", []llmtest.Reply{llmtest.InvalidKey}, 1, "invalid_api_key"},
 		{"insufficient quota is final", []llmtest.Reply{llmtest.InsufficientQuota}, 1, "insufficient_quota"},
+		{"empty reply", []llmtest.Reply{{Usage: &[2]int64{10, 0}}}, 1, "empty reply"},
+		{"dropped stream then 200", []llmtest.Reply{{Truncate: true}, llmtest.Text("Hello!", 10, 2)}, 2, ""},
 		{"stream error event", []llmtest.Reply{{Text: "Half an answ", StreamError: `{"error":{"message":"The server had an error while processing your request.","type":"server_error","code":"server_error"}}`}}, 1, "model stream error"},
 	}
 	fake := llmtest.New(t)
@@ -452,6 +454,7 @@ func TestExtractionFillsVariablesWithSource(t *testing.T) {
 	post(t, e, cid, "We want Pro for 12 people, write to ops@acme.test")
 	fake.Push(llmtest.Reply{Calls: []llmtest.Call{{ID: "call_x", Name: "save_variables", Arguments: `{"email":"ops@acme.test","plan":"Pro","seats":"twelve"}`}}, Usage: &[2]int64{400, 30}})
 	e.MustDo(200, "POST", "/api/v1/conversations/"+cid+"/end", nil)
+	e.App.Extra["runtime"].(*app.Runtime).WaitExtractions()
 	vars := variables(t, e, cid)
 	if vars["email"] != [2]string{"ops@acme.test", "post_conversation"} || vars["plan"] != [2]string{"Pro", "post_conversation"} {
 		t.Fatalf("variables %v", vars)
@@ -604,13 +607,23 @@ func TestEndConversationToolExtractsAndImagesReachTheModel(t *testing.T) {
 	}
 
 	// schedule_appointment stores the slot; end_conversation ends it and runs the extraction.
-	fake.Push(
-		llmtest.Reply{Calls: []llmtest.Call{{ID: "call_s", Name: "schedule_appointment", Arguments: `{"date":"2026-12-04","time":"19:30","name":"Ana"}`}}},
-		llmtest.Reply{Calls: []llmtest.Call{{ID: "call_e", Name: "end_conversation", Arguments: `{}`}}},
-		llmtest.Reply{Calls: []llmtest.Call{{ID: "call_x", Name: "save_variables", Arguments: `{"party_size":"4"}`}}}, // the extraction
-		llmtest.Text("Booked for Friday at 19:30. Goodbye!", 5, 5),
-	)
+	// The extraction runs beside the turn's last round, so the fake answers by what is asked.
+	round := 0
+	fake.Default = llmtest.Reply{Func: func(req map[string]any) llmtest.Reply {
+		if tools, _ := req["tools"].([]any); len(tools) == 1 { // the extraction offers save_variables only
+			return llmtest.Reply{Calls: []llmtest.Call{{ID: "call_x", Name: "save_variables", Arguments: `{"party_size":"4"}`}}}
+		}
+		round++
+		switch round {
+		case 1:
+			return llmtest.Reply{Calls: []llmtest.Call{{ID: "call_s", Name: "schedule_appointment", Arguments: `{"date":"2026-12-04","time":"19:30","name":"Ana"}`}}}
+		case 2:
+			return llmtest.Reply{Calls: []llmtest.Call{{ID: "call_e", Name: "end_conversation", Arguments: `{}`}}}
+		}
+		return llmtest.Text("Booked for Friday at 19:30. Goodbye!", 5, 5)
+	}}
 	post(t, e, cid, "Book Friday 2026-12-04 at 19:30 for 4, name Ana. That's all, bye")
+	e.App.Extra["runtime"].(*app.Runtime).WaitExtractions()
 	d := e.MustDo(200, "GET", "/api/v1/conversations/"+cid, nil)
 	if d["status"] != "ended" {
 		t.Fatalf("status %v", d["status"])

@@ -135,6 +135,12 @@ func (r *Runtime) Run(ctx context.Context, t Turn, sink Sink) error {
 			step.CostMicros = r.Prices.Cost(ctx, a.WorkspaceID, a.Model, resp.Usage)
 		}
 		if len(resp.ToolCalls) == 0 {
+			if strings.TrimSpace(resp.Content) == "" {
+				// Nothing for the customer (a filtered or empty answer): the fallback, with what it cost.
+				failed := r.failed(a, fmt.Errorf("the model returned an empty reply (finish_reason %q)", resp.FinishReason))
+				failed.Usage, failed.CostMicros, failed.LatencyMS = step.Usage, step.CostMicros, step.LatencyMS
+				return sink.Step(ctx, failed)
+			}
 			return sink.Step(ctx, step)
 		}
 		assistantMsg := llm.Message{Role: "assistant", Content: resp.Content, ToolCalls: resp.ToolCalls}

@@ -40,6 +40,9 @@ type OpenAIConfig struct {
 	RequestTimeout time.Duration
 }
 
+// ErrIncompleteStream is a stream that ended without its final chunk.
+var ErrIncompleteStream = errors.New("the model's stream ended before the answer was complete")
+
 // OpenAI is a Provider for any OpenAI-compatible server, through the official SDK.
 type OpenAI struct {
 	cfg            OpenAIConfig
@@ -182,6 +185,10 @@ func (p *OpenAI) chatOnce(ctx context.Context, params openai.ChatCompletionNewPa
 	}
 	if err := stream.Err(); err != nil {
 		return Response{}, streamed, convertError(err)
+	}
+	if resp.FinishReason == "" {
+		// The body ended before the last choice chunk: a dropped connection, not an answer.
+		return Response{}, streamed, ErrIncompleteStream
 	}
 	resp.Content = text.String()
 	idx := make([]int64, 0, len(calls))
@@ -397,6 +404,9 @@ func (p *OpenAI) retryDelay(err error, attempt int) (time.Duration, bool) {
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return 0, false // an error event inside a stream: a failure, not retried
+	}
+	if errors.Is(err, ErrIncompleteStream) {
+		return backoff, true
 	}
 	if errors.Is(err, ErrBlockedAddress) {
 		return 0, false // refused by policy: trying again changes nothing

@@ -101,6 +101,8 @@ func TestOpenAIRetryRules(t *testing.T) {
 		{"retry-after beyond the bound fails now", []llmtest.Reply{withHeader(llmtest.RateLimited, "retry-after", "3600"), llmtest.Text("Hi.", 5, 1)}, "rate_limit_exceeded", 1, nil},
 		{"x-should-retry false", []llmtest.Reply{withHeader(llmtest.ServerError, "x-should-retry", "false"), llmtest.Text("Hi.", 5, 1)}, "server_error", 1, nil},
 		{"stream error event is a failure", []llmtest.Reply{{Text: "Partial", StreamError: `{"error":{"message":"The server had an error while processing your request.","type":"server_error","code":"server_error"}}`}, llmtest.Text("Hi.", 5, 1)}, "model stream error", 1, nil},
+		{"a truncated stream is retried when nothing was shown", []llmtest.Reply{{Truncate: true}, llmtest.Text("Hi.", 5, 1)}, "", 2, nil},
+		{"a truncated stream after text fails", []llmtest.Reply{{Text: "Half", Truncate: true}, llmtest.Text("Hi.", 5, 1)}, "ended before the answer was complete", 1, nil},
 		{"context length is not retried unchanged", []llmtest.Reply{llmtest.ContextTooLong, llmtest.Text("Hi.", 5, 1)}, "context_length_exceeded", 1, nil},
 	}
 	for _, tc := range cases {

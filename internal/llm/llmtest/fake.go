@@ -35,6 +35,8 @@ type Reply struct {
 	Header    map[string]string
 	// StreamError sends this error object inside the stream after Text.
 	StreamError string
+	// Truncate ends the stream after Text, without a finish reason or [DONE] (a dropped connection).
+	Truncate bool
 	// Func builds the reply from the request instead.
 	Func func(req map[string]any) Reply
 }
@@ -189,6 +191,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	}
 	if reply.StreamError != "" {
 		fmt.Fprintf(w, "data: %s\n\n", reply.StreamError)
+		return
+	}
+	if reply.Truncate {
 		return
 	}
 	// Tool calls: the first chunk of each names it, then arguments arrive in pieces; parallel
