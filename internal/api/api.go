@@ -30,6 +30,8 @@ type API struct {
 	Events        *events.Hub
 	// Extra are routes other packages add under /api/v1, behind the same authentication.
 	Extra map[string]HandlerFunc
+	// Lifecycle holds retention, customer deletion and the audit log (nil: those routes are off).
+	Lifecycle Lifecycle
 	// RateLimit is the sustained requests per second allowed per API key (burst twice that);
 	// 0 turns the limit off.
 	RateLimit float64
@@ -98,17 +100,45 @@ func (a *API) Handler() http.Handler {
 	handle("POST /api/v1/conversations/{id}/end", a.end)
 
 	handle("GET /api/v1/metrics", a.metrics)
+	if a.Lifecycle != nil {
+		a.lifecycleRoutes(handle)
+	}
 	for pattern, fn := range a.Extra {
 		handle(pattern, fn)
 	}
 
-	return jsonErrors(a.authenticate(mux))
+	return jsonErrors(a.authenticate(a.audit(mux)))
 }
 
-// authenticate resolves the Bearer API key to its workspace.
+// SessionAuth lets a dashboard login stand in for an API key (the dashboard's pages call the API
+// from the browser). SessionWorkspace returns the workspace of the request's session ("" when it
+// has none) and whether the request carries the session's CSRF token (X-CSRF-Token).
+type SessionAuth interface {
+	SessionWorkspace(r *http.Request) (workspaceID string, csrfOK bool)
+}
+
+// sessionAuths holds the session verifier of each auth service (one per running Parley), set by
+// the dashboard with UseSessions, so the API's struct stays as the foundation built it.
+var sessionAuths sync.Map // *auth.Service → SessionAuth
+
+// UseSessions makes the APIs built on au accept dashboard sessions besides API keys.
+func UseSessions(au *auth.Service, s SessionAuth) { sessionAuths.Store(au, s) }
+
+// authenticate resolves the Bearer API key to its workspace (or, without one, a dashboard session:
+// a state-changing request must then carry the session's CSRF token).
 func (a *API) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
+		if sa, ok := sessionAuths.Load(a.Auth); ok && h == "" {
+			if ws, csrfOK := sa.(SessionAuth).SessionWorkspace(r); ws != "" {
+				if !csrfOK && r.Method != http.MethodGet && r.Method != http.MethodHead {
+					WriteError(w, r, errorf(http.StatusForbidden, "csrf_failed", "the request lacks the session's X-CSRF-Token header; reload the page"))
+					return
+				}
+				next.ServeHTTP(w, r.WithContext(withActor(auth.WithWorkspace(r.Context(), ws), "session")))
+				return
+			}
+		}
 		key, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || strings.TrimSpace(key) == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
@@ -126,7 +156,8 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 			WriteError(w, r, errorf(http.StatusTooManyRequests, "rate_limited", "too many requests for this API key; retry after the Retry-After delay"))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(auth.WithWorkspace(r.Context(), ws)))
+		ctx := withActor(auth.WithWorkspace(r.Context(), ws), "key:"+keyPrefix(key))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -492,3 +492,93 @@ func TestRateLimitPerKey(t *testing.T) {
 		t.Fatalf("a second key was limited by the first: %d", r.Status)
 	}
 }
+
+// TestRetentionDeletesWhatItShouldAndNoMore ages conversations by rewriting their activity time,
+// then checks retention removes exactly the old ones of its own workspace, with their messages.
+func TestRetentionDeletesWhatItShouldAndNoMore(t *testing.T) {
+	testenv.EachBackend(t, func(t *testing.T, e *testenv.Env) {
+		aid := e.CreateAssistant("A", "You are A.")
+		mk := func(key, customer string) string {
+			r := e.DoWith(key, "POST", "/api/v1/conversations", map[string]any{"assistant_id": aid, "type": "api", "customer_id": customer}, nil)
+			if key != e.Key {
+				return ""
+			}
+			id := r.JSON(t)["id"].(string)
+			e.MustDo(200, "POST", "/api/v1/conversations/"+id+"/messages", map[string]any{"text": "hello " + customer})
+			return id
+		}
+		old1, old2, fresh := mk(e.Key, "old-1"), mk(e.Key, "old-2"), mk(e.Key, "fresh")
+		age := func(id string, days int) {
+			at := time.Now().AddDate(0, 0, -days).UnixMilli()
+			if _, err := e.App.Store.DB().Exec(`UPDATE conversations SET last_message_at = $1 WHERE id = $2`, at, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		age(old1, 40)
+		age(old2, 31)
+		age(fresh, 29)
+		// Another workspace's old conversation is not this workspace's retention's business.
+		otherKey, _ := e.NewKey("other")
+		oa := e.DoWith(otherKey, "POST", "/api/v1/assistants", map[string]any{"name": "O", "model": "builtin"}, nil).JSON(t)["id"].(string)
+		oc := e.DoWith(otherKey, "POST", "/api/v1/conversations", map[string]any{"assistant_id": oa, "type": "api"}, nil).JSON(t)["id"].(string)
+		age(oc, 400)
+
+		if r := e.Do("POST", "/api/v1/retention/run", nil); r.Status != 409 {
+			t.Fatalf("retention run while off: %d %s", r.Status, r.Body)
+		}
+		if r := e.Do("PATCH", "/api/v1/settings", map[string]any{"retention_days": -1}); r.Status != 422 {
+			t.Fatalf("negative retention: %d", r.Status)
+		}
+		e.MustDo(200, "PATCH", "/api/v1/settings", map[string]any{"retention_days": 30})
+		if s := e.MustDo(200, "GET", "/api/v1/settings", nil); s["retention_days"].(float64) != 30 {
+			t.Fatalf("settings: %v", s)
+		}
+		d := e.MustDo(200, "POST", "/api/v1/retention/run", nil)
+		if d["deleted_conversations"].(float64) != 2 || d["deleted_messages"].(float64) != 4 {
+			t.Fatalf("retention deleted %v", d)
+		}
+		for id, want := range map[string]int{old1: 404, old2: 404, fresh: 200} {
+			if r := e.Do("GET", "/api/v1/conversations/"+id, nil); r.Status != want {
+				t.Fatalf("conversation %s: %d, want %d", id, r.Status, want)
+			}
+		}
+		if r := e.Do("GET", "/api/v1/conversations?q=hello", nil); bytes.Contains(r.Body, []byte("old-1")) || !bytes.Contains(r.Body, []byte("fresh")) {
+			t.Fatalf("text search after retention: %s", r.Body)
+		}
+		if r := e.DoWith(otherKey, "GET", "/api/v1/conversations/"+oc, nil, nil); r.Status != 200 {
+			t.Fatalf("retention reached another workspace: %d", r.Status)
+		}
+
+		// A customer's data on request: every conversation of theirs, nobody else's.
+		e.MustDo(201, "POST", "/api/v1/conversations", map[string]any{"assistant_id": aid, "type": "api", "customer_id": "15551234567"})
+		e.MustDo(201, "POST", "/api/v1/conversations", map[string]any{"assistant_id": aid, "type": "test", "customer_id": "15551234567"})
+		del := e.MustDo(200, "DELETE", "/api/v1/customers/"+url.PathEscape("+1 555 123 4567"), nil)
+		if del["deleted_conversations"].(float64) != 2 {
+			t.Fatalf("customer deletion: %v", del)
+		}
+		if l := e.MustDo(200, "GET", "/api/v1/conversations?customer=15551234567", nil)["data"].([]any); len(l) != 0 {
+			t.Fatalf("customer still has conversations: %v", l)
+		}
+		if r := e.Do("GET", "/api/v1/conversations/"+fresh, nil); r.Status != 200 {
+			t.Fatalf("deleting a customer removed another: %d", r.Status)
+		}
+
+		// The admin actions above are in the audit log, newest first; customer traffic is not.
+		log := e.MustDo(200, "GET", "/api/v1/audit-log", nil)["data"].([]any)
+		var actions []string
+		for _, entry := range log {
+			m := entry.(map[string]any)
+			actions = append(actions, m["action"].(string))
+			if !strings.HasPrefix(m["actor"].(string), "key:") {
+				t.Fatalf("audit actor: %v", m)
+			}
+		}
+		want := []string{"DELETE /api/v1/customers/{customer}", "POST /api/v1/retention/run", "PATCH /api/v1/settings", "POST /api/v1/assistants"}
+		if fmt.Sprint(actions) != fmt.Sprint(want) {
+			t.Fatalf("audit log %v, want %v", actions, want)
+		}
+		if l := e.DoWith(otherKey, "GET", "/api/v1/audit-log", nil, nil).JSON(t)["data"].([]any); len(l) != 1 {
+			t.Fatalf("the other workspace's audit log: %v", l)
+		}
+	})
+}

@@ -157,3 +157,8 @@ func (e *errorRewriter) Flush() {
 }
 
 func (e *errorRewriter) Unwrap() http.ResponseWriter { return e.ResponseWriter }
+
+// WriteErrorLog logs an error that cannot be answered any more (the response is already written).
+func WriteErrorLog(r *http.Request, err error) {
+	slog.ErrorContext(r.Context(), "after the response", "method", r.Method, "path", r.URL.Path, "err", err)
+}
