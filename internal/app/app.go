@@ -97,6 +97,14 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		return nil, fmt.Errorf("secret key: %w", err)
 	}
 	a := &App{Config: cfg, Store: st, Registry: server.NewRegistry(), Secrets: box, Blobs: blob.Disk{Dir: filepath.Join(cfg.DataDir, "media")}}
+	if s3cfg, ok := blob.S3ConfigFromEnv(); ok { // PARLEY_S3_BUCKET: media in an S3-compatible bucket
+		s3, err := blob.NewS3(s3cfg)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("media store: %w", err)
+		}
+		a.Blobs = s3
+	}
 	a.Auth = auth.NewService(st)
 	a.Assistants = assistant.NewService(st)
 	a.Runtime = &assistant.Runtime{Providers: assistant.Providers{}, Prices: assistant.DefaultPrices, Log: cfg.Log}
