@@ -606,6 +606,17 @@ func TestEndConversationToolExtractsAndImagesReachTheModel(t *testing.T) {
 		t.Fatalf("user message sent as %v", user)
 	}
 
+	// A model that refuses image parts gets the text only, and answers.
+	fake.Push(llmtest.Error(400, "invalid_request_error", "invalid_request_error", "Invalid content type. image_url is only supported by certain models."), llmtest.Text("Sure.", 5, 5))
+	msgs := post(t, e, cid, "And this one?")
+	if msgs[1]["text"] != "Sure." {
+		t.Fatalf("after a vision refusal: %v", msgs[1])
+	}
+	reqs = fake.Requests()
+	if retry := fmt.Sprint(reqs[len(reqs)-1]["messages"]); strings.Contains(retry, "image_url") || !strings.Contains(fmt.Sprint(reqs[len(reqs)-2]["messages"]), "image_url") {
+		t.Fatalf("the retry still had images: %s", retry)
+	}
+
 	// schedule_appointment stores the slot; end_conversation ends it and runs the extraction.
 	// The extraction runs beside the turn's last round, so the fake answers by what is asked.
 	round := 0

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parley-hq/parley/internal/llm"
@@ -87,6 +88,8 @@ type Runtime struct {
 	// MaxContextTokens caps the estimated prompt; 0 uses the model's known context size.
 	MaxContextTokens int64
 	Log              *slog.Logger
+
+	noVision sync.Map // model name → true once it refused image inputs
 }
 
 // Run runs the turn loop: model → tools → model …, bounded by MaxRounds. A model failure is not an
@@ -180,6 +183,15 @@ const maxTrims = 6
 func (r *Runtime) chat(ctx context.Context, p llm.Provider, req *llm.Request, onDelta func(string)) (llm.Response, error) {
 	for trims := 0; ; trims++ {
 		resp, err := p.Chat(ctx, *req, onDelta)
+		var ae *llm.APIError
+		if err != nil && !errors.Is(err, llm.ErrContextLength) && errors.As(err, &ae) && ae.Status == 400 && stripImages(req) {
+			// A model without vision refuses image parts: the images' text (descriptions) stays.
+			if r.Log != nil {
+				r.Log.Info("assistant: the model refused image inputs; sending the text only", "model", req.Model, "err", err)
+			}
+			r.noVision.Store(req.Model, true)
+			resp, err = p.Chat(ctx, *req, onDelta)
+		}
 		if err == nil || !errors.Is(err, llm.ErrContextLength) {
 			return resp, err
 		}
@@ -192,6 +204,21 @@ func (r *Runtime) chat(ctx context.Context, p llm.Provider, req *llm.Request, on
 		}
 		req.Messages = shorter
 	}
+}
+
+// stripImages removes the image inputs of a request, reporting whether there were any.
+func stripImages(req *llm.Request) bool {
+	found := false
+	for i := range req.Messages {
+		if len(req.Messages[i].Images) > 0 {
+			if !found {
+				req.Messages = append([]llm.Message(nil), req.Messages...) // the caller's slice stays as it was
+			}
+			found = true
+			req.Messages[i].Images = nil
+		}
+	}
+	return found
 }
 
 // trimOldest drops about the older half of the history (keeping the system prompt, and cutting
@@ -282,7 +309,8 @@ func (r *Runtime) prepareImages(ctx context.Context, a *Assistant, history []llm
 		if len(m.Images) == 0 {
 			continue
 		}
-		if a.Model == llm.BuiltinModel || r.Images == nil || n >= maxImages {
+		_, noVision := r.noVision.Load(a.Model)
+		if a.Model == llm.BuiltinModel || r.Images == nil || n >= maxImages || noVision {
 			history[i].Images = nil
 			continue
 		}
