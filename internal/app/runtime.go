@@ -95,8 +95,8 @@ func setupRuntime(ctx context.Context, a *App) ([]server.Mount, error) {
 	r["POST /api/v1/providers"] = rt.putProvider
 	r["GET /api/v1/providers"] = rt.getProvider
 	r["DELETE /api/v1/providers"] = rt.deleteProvider
-	r["PUT /api/v1/prices/{model}"] = rt.putPrice
-	r["DELETE /api/v1/prices/{model}"] = rt.deletePrice
+	r["PUT /api/v1/prices/{model...}"] = rt.putPrice
+	r["DELETE /api/v1/prices/{model...}"] = rt.deletePrice
 	r["POST /api/v1/knowledge-bases"] = rt.createKB
 	r["GET /api/v1/knowledge-bases"] = rt.listKBs
 	r["GET /api/v1/knowledge-bases/{id}"] = rt.getKB

@@ -370,6 +370,14 @@ func TestPricesAPI(t *testing.T) {
 	if p["model"] != "llama3.1:8b" || p["default"] != false || p["output_per_million_usd"].(float64) != 0.2 {
 		t.Fatalf("put %v", p)
 	}
+	// OpenRouter-style names carry a slash.
+	if p := e.MustDo(200, "PUT", "/api/v1/prices/openai/gpt-4o", map[string]any{"input_per_million_usd": 2.5, "output_per_million_usd": 10}); p["model"] != "openai/gpt-4o" {
+		t.Fatalf("slash model %v", p)
+	}
+	e.MustDo(204, "DELETE", "/api/v1/prices/openai/gpt-4o", nil)
+	if r := e.Do("DELETE", "/api/v1/prices/openai/gpt-4o", nil); r.Status != 404 {
+		t.Fatalf("second delete: %d", r.Status)
+	}
 	key2, _ := e.NewKey("other")
 	other := e.DoWith(key2, "GET", "/api/v1/prices", nil, nil)
 	if bytes.Contains(other.Body, []byte("llama3.1:8b")) {
