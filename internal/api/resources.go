@@ -221,6 +221,12 @@ func ParseFilter(q map[string][]string, withPaging bool) (conversation.Filter, e
 		}
 		f.Status = conversation.Status(v)
 	}
+	if v := get("window"); v != "" {
+		if v != "open" && v != "closed" {
+			return f, errorf(http.StatusBadRequest, "invalid_parameter", "window must be open or closed")
+		}
+		f.Window = v
+	}
 	f.Query = get("q")
 	if len(f.Query) > 500 {
 		return f, errorf(http.StatusBadRequest, "invalid_parameter", "q must be at most 500 characters")

@@ -182,6 +182,8 @@ type Filter struct {
 	Query       string
 	Limit       int
 	Cursor      string
+	// Window selects WhatsApp conversations by their customer service window: "open" or "closed".
+	Window string
 }
 
 // Page is one page of the list.

@@ -549,6 +549,14 @@ func (s *Store) filterWhere(q *sqlBuilder, workspaceID string, f conversation.Fi
 	if f.Status != "" {
 		conds = append(conds, `c.status = `+q.arg(string(f.Status)))
 	}
+	if f.Window != "" {
+		cutoff := q.arg(ms(time.Now().Add(-conversation.CustomerWindow)))
+		if f.Window == "open" {
+			conds = append(conds, `c.type = 'whatsapp' AND c.last_inbound_at >= `+cutoff)
+		} else {
+			conds = append(conds, `c.type = 'whatsapp' AND (c.last_inbound_at IS NULL OR c.last_inbound_at < `+cutoff+`)`)
+		}
+	}
 	if f.Query != "" {
 		conds = append(conds, s.textMatch(q, workspaceID, f.Query))
 	}

@@ -622,6 +622,22 @@ func TestWindowClosedRefusesFreeFormAcceptsTemplate(t *testing.T) {
 	if w := d["window"].(map[string]any); w["open"] != false {
 		t.Fatalf("window %v", w)
 	}
+	// The list filters on the window.
+	fresh := "34633000999"
+	fx.deliver(t, delivery(entry("1", messagesChange(fresh, "New", textMsg(fresh, "wamid.NEW", "hi", time.Now())))))
+	ids := func(window string) string {
+		var out []string
+		for _, c := range fx.env.MustDo(200, "GET", "/api/v1/conversations?type=whatsapp&window="+window, nil)["data"].([]any) {
+			out = append(out, c.(map[string]any)["customer_id"].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	if open, closed := ids("open"), ids("closed"); open != fresh || closed != wa {
+		t.Fatalf("window=open: %q, window=closed: %q", open, closed)
+	}
+	if r := fx.env.Do("GET", "/api/v1/conversations?window=ajar", nil); r.Status != 400 {
+		t.Fatalf("bad window filter: %d", r.Status)
+	}
 	r := fx.env.Do("POST", "/api/v1/conversations/"+convID+"/messages", map[string]any{"text": "Hi, an agent here", "role": "agent"})
 	if r.Status != http.StatusConflict || !strings.Contains(string(r.Body), `"window_closed"`) {
 		t.Fatalf("agent message: %d %s", r.Status, r.Body)
