@@ -708,3 +708,43 @@ func TestMediaAIDescribesImagesAndLoadsThemFromBlobs(t *testing.T) {
 		t.Fatal("another workspace's blob was loaded")
 	}
 }
+
+func TestParallelHTTPToolCallsRunAtOnce(t *testing.T) {
+	arrived := make(chan string, 2)
+	release := make(chan struct{})
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- r.URL.Query().Get("city")
+		select {
+		case <-release:
+		case <-time.After(5 * time.Second):
+			http.Error(w, "the other call never came", 500)
+			return
+		}
+		fmt.Fprintf(w, `{"city":%q,"temp_c":12}`, r.URL.Query().Get("city"))
+	}))
+	t.Cleanup(target.Close)
+	go func() {
+		<-arrived
+		<-arrived // both calls are in flight together
+		close(release)
+	}()
+	fake := llmtest.New(t)
+	e := newRuntimeEnv(t, fake, func(c *app.Config) { c.ToolsAllowPrivate = true })
+	tool := map[string]any{"type": "http", "name": "weather", "description": "Weather in a city.", "url": target.URL + "/w", "headers": map[string]string{"X-Key": "wk-1"}}
+	aid := createAssistant(t, e, map[string]any{"model": "gpt-4o-mini", "tools": []any{tool}})
+	cid := newConversation(t, e, aid)
+	fake.Push(llmtest.Reply{Calls: []llmtest.Call{
+		{ID: "call_JMW1whyEaYG438VE1OIflxA2", Name: "weather", Arguments: `{"city":"Edinburgh"}`},
+		{ID: "call_h1DWI1POMJLb0KwIyQHWXD4p", Name: "weather", Arguments: `{"city":"Paris"}`},
+	}}, llmtest.Text("12°C in both.", 5, 5))
+	msgs := post(t, e, cid, "Weather in Edinburgh and Paris?")
+	calls := msgs[1]["tool_calls"].([]any)
+	if len(calls) != 2 || !strings.Contains(calls[0].(map[string]any)["result"].(string), "Edinburgh") || !strings.Contains(calls[1].(map[string]any)["result"].(string), "Paris") {
+		t.Fatalf("calls %v", calls)
+	}
+	// Deleting the assistant deletes its tools' header values.
+	e.MustDo(204, "DELETE", "/api/v1/assistants/"+aid, nil)
+	if left, err := e.App.Store.ToolSecrets(context.Background(), e.WorkspaceID, aid); err != nil || len(left) != 0 {
+		t.Fatalf("secrets left: %v %v", left, err)
+	}
+}

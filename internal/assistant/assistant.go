@@ -173,7 +173,16 @@ func (s *Service) Update(ctx context.Context, workspaceID, id string, in Input) 
 
 // Delete removes an assistant; its conversations keep their history.
 func (s *Service) Delete(ctx context.Context, workspaceID, id string) error {
-	return s.repo.DeleteAssistant(ctx, workspaceID, id)
+	if err := s.repo.DeleteAssistant(ctx, workspaceID, id); err != nil {
+		return err
+	}
+	if s.Secrets != nil {
+		// Its HTTP tools' header values go with it.
+		if err := s.Secrets.SaveToolHeaders(ctx, workspaceID, id, nil); err != nil {
+			return fmt.Errorf("delete tool headers: %w", err)
+		}
+	}
+	return nil
 }
 
 var (

@@ -147,18 +147,31 @@ func (r *Runtime) Run(ctx context.Context, t Turn, sink Sink) error {
 			return sink.Step(ctx, step)
 		}
 		assistantMsg := llm.Message{Role: "assistant", Content: resp.Content, ToolCalls: resp.ToolCalls}
-		var results []llm.Message
-		for _, tc := range resp.ToolCalls {
-			var result string
-			if ht, ok := httpTools[tc.Name]; ok && r.HTTP != nil {
-				if !headersLoaded && len(ht.Headers) > 0 && r.Headers != nil {
-					headersLoaded = true
-					if headers, err = r.Headers.ToolHeaders(ctx, a.WorkspaceID, a.ID); err != nil && r.Log != nil {
-						r.Log.Warn("assistant: HTTP tool headers could not be opened", "assistant", a.ID, "err", err)
-					}
+		// HTTP tools called together run at once; built-in ones act on the conversation in order.
+		resultsOf := make([]string, len(resp.ToolCalls))
+		var wg sync.WaitGroup
+		for i, tc := range resp.ToolCalls {
+			ht, ok := httpTools[tc.Name]
+			if !ok || r.HTTP == nil {
+				continue
+			}
+			if !headersLoaded && len(ht.Headers) > 0 && r.Headers != nil {
+				headersLoaded = true
+				if headers, err = r.Headers.ToolHeaders(ctx, a.WorkspaceID, a.ID); err != nil && r.Log != nil {
+					r.Log.Warn("assistant: HTTP tool headers could not be opened", "assistant", a.ID, "err", err)
 				}
-				result = r.HTTP.Call(ctx, ht, headers[ht.Name], tc.Arguments)
-			} else {
+			}
+			wg.Add(1)
+			go func(i int, ht tools.HTTPTool, args string, hs map[string]string) {
+				defer wg.Done()
+				resultsOf[i] = r.HTTP.Call(ctx, ht, hs, args)
+			}(i, ht, tc.Arguments, headers[ht.Name])
+		}
+		wg.Wait()
+		var results []llm.Message
+		for i, tc := range resp.ToolCalls {
+			result := resultsOf[i]
+			if _, ok := httpTools[tc.Name]; !ok || r.HTTP == nil {
 				var fx tools.Effects
 				result, fx = tools.Call(ctx, env, tc.Name, tc.Arguments)
 				step.Effects.Merge(fx)
