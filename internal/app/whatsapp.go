@@ -419,12 +419,14 @@ func (h *waHandlers) sendMessage(w http.ResponseWriter, r *http.Request) error {
 			Language   language        `json:"language"`
 			Components json.RawMessage `json:"components"`
 		} `json:"template"`
-		Variables map[string]any `json:"variables"`
+		Media       *whatsapp.MediaSend `json:"media"`
+		Interactive json.RawMessage     `json:"interactive"`
+		Variables   map[string]any      `json:"variables"`
 	}
 	if err := api.DecodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	req := whatsapp.OutboundRequest{SenderID: in.SenderID, To: in.To, Text: in.Text, Variables: map[string]string{}}
+	req := whatsapp.OutboundRequest{SenderID: in.SenderID, To: in.To, Text: in.Text, Media: in.Media, Interactive: in.Interactive, Variables: map[string]string{}}
 	if in.Template != nil {
 		req.Template = &whatsapp.TemplateSend{Name: in.Template.Name, Language: string(in.Template.Language), Components: in.Template.Components}
 	}

@@ -137,6 +137,15 @@ type ChannelCustomer struct {
 	Metadata     map[string]string
 }
 
+// FindChannel returns the customer's open conversation on the channel, or nil when there is none.
+func (s *Service) FindChannel(ctx context.Context, workspaceID string, in ChannelCustomer) (*Conversation, error) {
+	repo, err := s.channelRepo()
+	if err != nil {
+		return nil, err
+	}
+	return repo.FindChannelConversation(ctx, workspaceID, in.Type, in.ChannelID, in.CustomerID)
+}
+
 // FindOrCreate returns the customer's open conversation on the channel, creating one when there
 // is none (or the last one ended). created reports a new conversation.
 func (s *Service) FindOrCreate(ctx context.Context, workspaceID string, in ChannelCustomer) (c *Conversation, created bool, err error) {

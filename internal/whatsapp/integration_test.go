@@ -706,6 +706,37 @@ func TestAgentMessageSentInsideWindow(t *testing.T) {
 	fx.graph.waitReq(t, "the agent's message", func(r graphReq) bool {
 		return r.Body["type"] == "text" && r.Body["text"].(map[string]any)["body"] == "Hi, Sofia from support here."
 	})
+	// Media and interactive messages from automations, inside the window.
+	fx.env.MustDo(http.StatusCreated, "POST", "/api/v1/whatsapp/messages", map[string]any{"sender_id": fx.senderID, "to": wa,
+		"media": map[string]any{"type": "document", "link": "https://files.example/invoice.pdf", "caption": "Your invoice", "filename": "invoice.pdf"}})
+	doc := fx.graph.waitReq(t, "the document", func(r graphReq) bool { return r.Body["type"] == "document" })
+	if d := doc.Body["document"].(map[string]any); d["link"] != "https://files.example/invoice.pdf" || d["filename"] != "invoice.pdf" || d["caption"] != "Your invoice" {
+		t.Fatalf("document %v", doc.Body)
+	}
+	fx.env.MustDo(http.StatusCreated, "POST", "/api/v1/whatsapp/messages", map[string]any{"sender_id": fx.senderID, "to": wa,
+		"interactive": map[string]any{"type": "button", "body": map[string]any{"text": "Did this help?"},
+			"action": map[string]any{"buttons": []any{map[string]any{"type": "reply", "reply": map[string]any{"id": "yes", "title": "Yes"}}}}}})
+	btn := fx.graph.waitReq(t, "the buttons", func(r graphReq) bool { return r.Body["type"] == "interactive" })
+	if btn.Body["interactive"].(map[string]any)["type"] != "button" || btn.Body["to"] != wa {
+		t.Fatalf("interactive %v", btn.Body)
+	}
+	for _, bad := range []map[string]any{
+		{"sender_id": fx.senderID, "to": wa, "media": map[string]any{"type": "hologram", "link": "https://x.y/z"}},
+		{"sender_id": fx.senderID, "to": wa, "media": map[string]any{"type": "image"}},
+		{"sender_id": fx.senderID, "to": wa, "text": "a", "media": map[string]any{"type": "image", "link": "https://x.y/z"}},
+		{"sender_id": fx.senderID, "to": wa, "interactive": map[string]any{"body": "no type"}},
+	} {
+		if r := fx.env.Do("POST", "/api/v1/whatsapp/messages", bad); r.Status != 422 {
+			t.Errorf("%v: %d %s", bad, r.Status, r.Body)
+		}
+	}
+	// A new customer has no open window: free-form is refused and no conversation is created.
+	if r := fx.env.Do("POST", "/api/v1/whatsapp/messages", map[string]any{"sender_id": fx.senderID, "to": "34600999999", "text": "hi"}); r.Status != 409 {
+		t.Fatalf("free-form to a new customer: %d", r.Status)
+	}
+	if d := conversationOf(t, fx.env, "34600999999"); d != nil {
+		t.Fatal("a refused send created a conversation")
+	}
 }
 
 func TestPermanentAndTokenErrors(t *testing.T) {

@@ -237,20 +237,21 @@ func (w *sendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	}
 	client := s.Client(x)
 	var bodies []any
-	if m.Type == "template" {
-		p, err := s.Repo.MessagePayload(ctx, a.WorkspaceID, m.ID)
-		if err != nil || p == "" {
-			return fail(&conversation.MessageError{Code: "template_missing", Title: "The template request was not stored"})
-		}
-		bodies = []any{rawJSON(p)}
-	} else {
-		if !conversation.WindowOpen(c, s.now()) {
-			return fail(&conversation.MessageError{Code: "window_closed", Title: "Not sent: the 24-hour customer service window is closed",
-				Details: "Only a template can be sent until the customer writes again."})
-		}
+	if m.Type != "template" && !conversation.WindowOpen(c, s.now()) {
+		return fail(&conversation.MessageError{Code: "window_closed", Title: "Not sent: the 24-hour customer service window is closed",
+			Details: "Only a template can be sent until the customer writes again."})
+	}
+	if m.Type == "text" {
 		for _, part := range SplitText(m.Text, MaxTextLength) {
 			bodies = append(bodies, TextMessage(c.CustomerID, part))
 		}
+	} else {
+		// Templates, media and interactive messages are sent as the request stored with them.
+		p, err := s.Repo.MessagePayload(ctx, a.WorkspaceID, m.ID)
+		if err != nil || p == "" {
+			return fail(&conversation.MessageError{Code: "payload_missing", Title: "The " + m.Type + " request was not stored"})
+		}
+		bodies = []any{rawJSON(p)}
 	}
 	var first string
 	for _, b := range bodies {

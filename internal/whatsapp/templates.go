@@ -103,13 +103,25 @@ func RenderTemplate(tpl *Template, name string, components json.RawMessage) stri
 	return text
 }
 
-// OutboundRequest starts or re-engages a conversation from an automation.
+// OutboundRequest starts or re-engages a conversation from an automation: exactly one of a
+// template, text, media or an interactive message.
 type OutboundRequest struct {
-	SenderID  string
-	To        string
-	Template  *TemplateSend
-	Text      string
-	Variables map[string]string
+	SenderID    string
+	To          string
+	Template    *TemplateSend
+	Text        string
+	Media       *MediaSend
+	Interactive json.RawMessage // Meta's interactive object (buttons, list, …), passed through
+	Variables   map[string]string
+}
+
+// MediaSend is an attachment by public link or by an uploaded media id.
+type MediaSend struct {
+	Type     string `json:"type"` // image, audio, video, document, sticker
+	Link     string `json:"link,omitempty"`
+	ID       string `json:"id,omitempty"`
+	Caption  string `json:"caption,omitempty"`
+	Filename string `json:"filename,omitempty"`
 }
 
 // TemplateSend names a template and its parameters.
@@ -129,8 +141,40 @@ func (s *Service) Send(ctx context.Context, workspaceID string, in OutboundReque
 	if to == "" || len(to) > 20 {
 		return nil, nil, &InputError{"to", "must be the customer's number (digits, country code first)"}
 	}
-	if (in.Template == nil) == (in.Text == "") {
-		return nil, nil, &InputError{"template", "or text is required (one of them)"}
+	kinds := 0
+	for _, set := range []bool{in.Template != nil, in.Text != "", in.Media != nil, len(in.Interactive) > 0 && string(in.Interactive) != "null"} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		return nil, nil, &InputError{"template", "text, media or interactive: exactly one is required"}
+	}
+	if md := in.Media; md != nil {
+		switch md.Type {
+		case "image", "audio", "video", "document", "sticker":
+		default:
+			return nil, nil, &InputError{"media.type", "must be image, audio, video, document or sticker"}
+		}
+		if (md.Link == "") == (md.ID == "") {
+			return nil, nil, &InputError{"media", "needs a link or an id (one of them)"}
+		}
+		if md.Link != "" && !strings.HasPrefix(md.Link, "https://") && !strings.HasPrefix(md.Link, "http://") {
+			return nil, nil, &InputError{"media.link", "must be an http(s) URL"}
+		}
+	}
+	var interactiveText string
+	if len(in.Interactive) > 0 && in.Media == nil && in.Template == nil && in.Text == "" {
+		var iv struct {
+			Type string `json:"type"`
+			Body struct {
+				Text string `json:"text"`
+			} `json:"body"`
+		}
+		if err := json.Unmarshal(in.Interactive, &iv); err != nil || iv.Type == "" {
+			return nil, nil, &InputError{"interactive", "must be Meta's interactive object with a type (button, list, …)"}
+		}
+		interactiveText = iv.Body.Text
 	}
 	if in.Template != nil && (in.Template.Name == "" || in.Template.Language == "") {
 		return nil, nil, &InputError{"template", "needs a name and a language"}
@@ -153,10 +197,21 @@ func (s *Service) Send(ctx context.Context, workspaceID string, in OutboundReque
 		}
 		vars = append(vars, conversation.Variable{Name: name, Value: value, Source: conversation.SourceFlow, UpdatedAt: now})
 	}
-	conv, _, err := s.Conversations.FindOrCreate(ctx, workspaceID, conversation.ChannelCustomer{
+	customer := conversation.ChannelCustomer{
 		Type: conversation.TypeWhatsApp, ChannelID: x.ID, CustomerID: to, AssistantID: x.AssistantID,
 		Metadata: map[string]string{"phone_number_id": x.PhoneNumberID, "display_phone_number": x.DisplayPhoneNumber},
-	})
+	}
+	if in.Template == nil {
+		// Free-form needs the customer's open window: refuse before creating anything.
+		conv, err := s.Conversations.FindChannel(ctx, workspaceID, customer)
+		if err != nil {
+			return nil, nil, err
+		}
+		if conv == nil || !conversation.WindowOpen(conv, now) {
+			return nil, nil, conversation.ErrWindowClosed
+		}
+	}
+	conv, _, err := s.Conversations.FindOrCreate(ctx, workspaceID, customer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -175,10 +230,28 @@ func (s *Service) Send(ctx context.Context, workspaceID string, in OutboundReque
 		if !conversation.WindowOpen(conv, now) {
 			return conv, nil, conversation.ErrWindowClosed
 		}
-		if len([]rune(in.Text)) > conversation.MaxTextLength {
-			return nil, nil, &InputError{"text", fmt.Sprintf("must be at most %d characters", conversation.MaxTextLength)}
+		switch {
+		case in.Media != nil:
+			obj := map[string]string{}
+			for k, v := range map[string]string{"link": in.Media.Link, "id": in.Media.ID, "caption": in.Media.Caption, "filename": in.Media.Filename} {
+				if v != "" {
+					obj[k] = v
+				}
+			}
+			b, _ := json.Marshal(map[string]any{"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": in.Media.Type, in.Media.Type: obj})
+			payload = string(b)
+			m.Type, m.Text = in.Media.Type, in.Media.Caption
+			m.Media = &conversation.Media{ID: in.Media.ID, URL: in.Media.Link, Filename: in.Media.Filename}
+		case len(in.Interactive) > 0:
+			b, _ := json.Marshal(map[string]any{"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "interactive", "interactive": in.Interactive})
+			payload = string(b)
+			m.Type, m.Text = "interactive", interactiveText
+		default:
+			if len([]rune(in.Text)) > conversation.MaxTextLength {
+				return nil, nil, &InputError{"text", fmt.Sprintf("must be at most %d characters", conversation.MaxTextLength)}
+			}
+			m.Type, m.Text = "text", in.Text
 		}
-		m.Type, m.Text = "text", in.Text
 	}
 	conv, err = s.Conversations.SendOutbound(ctx, workspaceID, conv.ID, m, vars, func(tx *sql.Tx, stored []*conversation.Message) error {
 		if len(stored) == 0 {
