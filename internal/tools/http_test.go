@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,10 +57,18 @@ func TestHTTPToolValidate(t *testing.T) {
 }
 
 func TestHTTPToolCall(t *testing.T) {
+	var mu sync.Mutex
 	var gotMethod, gotPath, gotQuery, gotBody, gotKey string
+	seen := func() (string, string, string, string, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return gotMethod, gotPath, gotQuery, gotBody, gotKey
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
 		gotMethod, gotPath, gotQuery, gotBody, gotKey = r.Method, r.URL.EscapedPath(), r.URL.RawQuery, string(b), r.Header.Get("X-Api-Key")
+		mu.Unlock()
 		switch r.URL.Path {
 		case "/slow":
 			time.Sleep(200 * time.Millisecond)
@@ -76,18 +85,19 @@ func TestHTTPToolCall(t *testing.T) {
 
 	guarded := tools.NewHTTPCaller(false)
 	res := guarded.Call(ctx, tools.HTTPTool{Name: "a", Method: "GET", URL: srv.URL + "/x"}, nil, `{}`)
-	if !strings.Contains(res, "may not reach") || gotMethod != "" {
+	if m, _, _, _, _ := seen(); !strings.Contains(res, "may not reach") || m != "" {
 		t.Fatalf("loopback was reached by a guarded caller: %s", res)
 	}
 
 	c := tools.NewHTTPCaller(true)
 	res = c.Call(ctx, tools.HTTPTool{Name: "book", Method: "POST", URL: srv.URL + "/slots/{day}"}, map[string]string{"X-Api-Key": "k-123"}, `{"day":"2026/12/01","time":"10:00","people":2}`)
-	if gotMethod != "POST" || gotPath != "/slots/2026%2F12%2F01" || gotKey != "k-123" {
-		t.Fatalf("request %s %s key %q", gotMethod, gotPath, gotKey)
+	method, path, _, rawBody, key := seen()
+	if method != "POST" || path != "/slots/2026%2F12%2F01" || key != "k-123" {
+		t.Fatalf("request %s %s key %q", method, path, key)
 	}
 	var body map[string]any
-	if json.Unmarshal([]byte(gotBody), &body) != nil || body["time"] != "10:00" || body["people"].(float64) != 2 || body["day"] != nil {
-		t.Fatalf("body %s", gotBody)
+	if json.Unmarshal([]byte(rawBody), &body) != nil || body["time"] != "10:00" || body["people"].(float64) != 2 || body["day"] != nil {
+		t.Fatalf("body %s", rawBody)
 	}
 	var out map[string]any
 	if json.Unmarshal([]byte(res), &out) != nil || out["status"].(float64) != 201 || out["body"].(map[string]any)["booked"] != true {
@@ -95,8 +105,8 @@ func TestHTTPToolCall(t *testing.T) {
 	}
 
 	c.Call(ctx, tools.HTTPTool{Name: "q", Method: "GET", URL: srv.URL + "/find"}, nil, `{"q":"a b","n":3}`)
-	if gotQuery != "n=3&q=a+b" {
-		t.Fatalf("query %q", gotQuery)
+	if _, _, query, _, _ := seen(); query != "n=3&q=a+b" {
+		t.Fatalf("query %q", query)
 	}
 
 	res = c.Call(ctx, tools.HTTPTool{Name: "slow", URL: srv.URL + "/slow", TimeoutMS: 50}, nil, `{}`)
