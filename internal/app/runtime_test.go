@@ -457,14 +457,15 @@ func TestExtractionFillsVariablesWithSource(t *testing.T) {
 		map[string]any{"name": "seats", "type": "integer", "description": "number of seats"},
 	}
 	aid := createAssistant(t, e, map[string]any{"model": "gpt-4o-mini", "extract": extract})
-	cid := newConversation(t, e, aid)
+	// What a flow already knows stays as it is.
+	cid := e.MustDo(201, "POST", "/api/v1/conversations", map[string]any{"assistant_id": aid, "type": "api", "variables": map[string]any{"plan": "Pro"}})["id"].(string)
 	fake.Push(llmtest.Text("Happy to help with the Pro plan.", 5, 5))
 	post(t, e, cid, "We want Pro for 12 people, write to ops@acme.test")
-	fake.Push(llmtest.Reply{Calls: []llmtest.Call{{ID: "call_x", Name: "save_variables", Arguments: `{"email":"ops@acme.test","plan":"Pro","seats":"twelve"}`}}, Usage: &[2]int64{400, 30}})
+	fake.Push(llmtest.Reply{Calls: []llmtest.Call{{ID: "call_x", Name: "save_variables", Arguments: `{"email":"ops@acme.test","plan":"Enterprise","seats":"twelve"}`}}, Usage: &[2]int64{400, 30}})
 	e.MustDo(200, "POST", "/api/v1/conversations/"+cid+"/end", nil)
 	e.App.Extra["runtime"].(*app.Runtime).WaitExtractions()
 	vars := variables(t, e, cid)
-	if vars["email"] != [2]string{"ops@acme.test", "post_conversation"} || vars["plan"] != [2]string{"Pro", "post_conversation"} {
+	if vars["email"] != [2]string{"ops@acme.test", "post_conversation"} || vars["plan"] != [2]string{"Pro", "flow"} {
 		t.Fatalf("variables %v", vars)
 	}
 	if _, ok := vars["seats"]; ok {

@@ -2,6 +2,7 @@ package assistant
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -163,5 +164,43 @@ func TestParseExtraction(t *testing.T) {
 		if strings.Join(parts, " ") != tc.want {
 			t.Errorf("parseExtraction(%+v) = %v, want %s", tc.resp, got, tc.want)
 		}
+	}
+}
+
+type memWorkspaces map[string]ProviderConfig
+
+func (m memWorkspaces) WorkspaceProvider(_ context.Context, ws string) (ProviderConfig, error) {
+	if c, ok := m[ws]; ok {
+		return c, nil
+	}
+	return ProviderConfig{}, ErrNoWorkspaceProvider
+}
+
+func TestResolver(t *testing.T) {
+	ctx := context.Background()
+	r := &Resolver{Default: ProviderConfig{BaseURL: "http://default.test/v1", APIKey: "d", TranscribeModel: "whisper-1", VisionModel: "gpt-4o"},
+		Workspaces: memWorkspaces{"w1": {BaseURL: "http://own.test/v1", APIKey: "o", VisionModel: ""}}}
+	if p, err := r.Provider(ctx, "w1", llm.BuiltinModel); err != nil || p != (llm.Builtin{}) {
+		t.Fatalf("builtin: %v %v", p, err)
+	}
+	cfg, err := r.Settings(ctx, "w1")
+	if err != nil || cfg.BaseURL != "http://own.test/v1" || cfg.APIKey != "o" || cfg.TranscribeModel != "whisper-1" || cfg.VisionModel != "gpt-4o" {
+		t.Fatalf("workspace settings %+v %v", cfg, err)
+	}
+	if cfg, _ := r.Settings(ctx, "w2"); cfg.BaseURL != "http://default.test/v1" {
+		t.Fatalf("default settings %+v", cfg)
+	}
+	a, _, _ := r.OpenAI(ctx, "w1")
+	b, _, _ := r.OpenAI(ctx, "w1")
+	c, _, _ := r.OpenAI(ctx, "w2")
+	if a != b || a == c {
+		t.Fatal("clients are not cached per provider")
+	}
+	none := &Resolver{}
+	if _, err := none.Provider(ctx, "w1", "gpt-4o"); !errors.Is(err, llm.ErrNoProvider) {
+		t.Fatalf("no provider: %v", err)
+	}
+	if p, err := none.Provider(ctx, "w1", llm.BuiltinModel); err != nil || p == nil {
+		t.Fatalf("builtin needs no provider: %v", err)
 	}
 }
