@@ -69,6 +69,7 @@ func setupWhatsApp(ctx context.Context, a *App) ([]server.Mount, error) {
 		Repo: a.Store, Box: a.Secrets, Conversations: a.Conversations, Jobs: q, Blobs: a.Blobs, Log: a.Config.Log,
 		HTTP:    &http.Client{Timeout: 60 * time.Second},
 		MediaAI: func() any { return a.Extra["media_ai"] },
+		Metrics: whatsapp.NewMetrics(a.Registry),
 	}
 	svc.RegisterWorkers(q)
 	a.Conversations.RegisterChannel(conversation.TypeWhatsApp, svc.Channel())

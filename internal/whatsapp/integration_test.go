@@ -310,6 +310,12 @@ func TestForgedDeliveriesChangeNothing(t *testing.T) {
 	if n := jobCount(t, fx.env); n != jobsBefore {
 		t.Fatalf("forged deliveries queued %d jobs", n-jobsBefore)
 	}
+	metrics := string(fx.env.DoWith("", "GET", "/metrics", nil, nil).Body)
+	for _, want := range []string{`parley_whatsapp_webhook_deliveries_total{result="bad_signature"} 6`, `parley_whatsapp_webhook_deliveries_total{result="bad_json"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 func TestEveryTypeBatchedStoredOnceAndReplaySafe(t *testing.T) {

@@ -257,8 +257,10 @@ func (w *sendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	for _, b := range bodies {
 		wamid, err := client.Send(ctx, b)
 		if err != nil {
+			s.metrics().Sends.WithLabelValues(Classify(err).String()).Inc()
 			return s.sendFailed(ctx, job, x, m, err, fail)
 		}
+		s.metrics().Sends.WithLabelValues("sent").Inc()
 		if first == "" {
 			first = wamid
 		}

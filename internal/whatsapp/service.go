@@ -81,6 +81,11 @@ type Service struct {
 	// MaxMediaBytes caps a downloaded file (default 100 MB, Cloud API's document limit).
 	MaxMediaBytes int64
 	Now           func() time.Time
+	// Metrics counts traffic (optional).
+	Metrics *Metrics
+
+	metricsOnce sync.Once
+	fallback    *Metrics
 
 	limiters sync.Map // sender id → *limiterEntry
 }
@@ -299,6 +304,7 @@ func (s *Service) receiveMessages(ctx context.Context, x *Sender, v *Value) (int
 			return stored, err
 		}
 		stored += len(got)
+		s.metrics().Inbound.Add(float64(len(got)))
 	}
 	return stored, nil
 }
@@ -383,6 +389,9 @@ func (s *Service) applyStatus(ctx context.Context, x *Sender, st *Status, keepUn
 	m, err := s.Conversations.UpdateStatus(ctx, x.WorkspaceID, u)
 	if err != nil {
 		return false, err
+	}
+	if m != nil {
+		s.metrics().Statuses.WithLabelValues(st.Status).Inc()
 	}
 	if m == nil && keepUnknown {
 		// Perhaps our send's answer is not committed yet: keep the report for when it is.

@@ -65,11 +65,13 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxDeliveryBytes))
 	if err != nil {
+		s.metrics().Deliveries.WithLabelValues("too_large").Inc()
 		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
 	sum, ok := ParseSignature(r.Header.Get(SignatureHeader))
 	if !ok {
+		s.metrics().Deliveries.WithLabelValues("bad_signature").Inc()
 		http.Error(w, "missing or malformed X-Hub-Signature-256", http.StatusUnauthorized)
 		return
 	}
@@ -82,9 +84,11 @@ func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(signed) == 0 {
+			s.metrics().Deliveries.WithLabelValues("bad_signature").Inc()
 			http.Error(w, "invalid signature", http.StatusUnauthorized)
 			return
 		}
+		s.metrics().Deliveries.WithLabelValues("bad_json").Inc()
 		http.Error(w, "body is not a WhatsApp delivery: "+perr.Error(), http.StatusBadRequest)
 		return
 	}
@@ -94,6 +98,7 @@ func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(senders) == 0 {
+		s.metrics().Deliveries.WithLabelValues("bad_signature").Inc()
 		http.Error(w, "invalid signature", http.StatusUnauthorized)
 		return
 	}
@@ -103,12 +108,14 @@ func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, err)
 		return
 	}
+	s.metrics().Deliveries.WithLabelValues("stored").Inc()
 	s.log().Debug("whatsapp: delivery stored", "messages", res.Stored, "statuses", res.Statuses)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok")
 }
 
 func (s *Service) internal(w http.ResponseWriter, err error) {
+	s.metrics().Deliveries.WithLabelValues("error").Inc()
 	s.log().Error("whatsapp: delivery not stored", "err", err)
 	// 500 makes Meta retry the delivery later; replays are idempotent.
 	http.Error(w, "temporarily unable to store the delivery", http.StatusInternalServerError)
