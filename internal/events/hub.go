@@ -14,6 +14,9 @@ type Event struct {
 	WorkspaceID  string
 	Conversation *conversation.Conversation
 	Messages     []*conversation.Message
+	// Delta is a piece of a reply as it is generated (not stored; its message follows as a normal
+	// event). Only subscriptions made with SubscribeDeltas receive delta events.
+	Delta string
 }
 
 // Subscription receives events until Close.
@@ -23,8 +26,9 @@ type Subscription struct {
 	hub    *Hub
 	filter func(Event) bool
 	// Lost is set when the subscriber fell behind and events were dropped: it should reload.
-	mu   sync.Mutex
-	lost bool
+	mu     sync.Mutex
+	lost   bool
+	deltas bool
 }
 
 // Lost reports (and clears) whether events were dropped since the last call.
@@ -52,8 +56,12 @@ func NewHub() *Hub { return &Hub{subs: map[*Subscription]struct{}{}} }
 // Subscribe returns a subscription to the workspace's events; conversationID narrows it to one
 // conversation ("" for all).
 func (h *Hub) Subscribe(workspaceID, conversationID string) *Subscription {
+	return h.subscribe(workspaceID, conversationID, false)
+}
+
+func (h *Hub) subscribe(workspaceID, conversationID string, deltas bool) *Subscription {
 	ch := make(chan Event, 64)
-	s := &Subscription{C: ch, ch: ch, hub: h, filter: func(e Event) bool {
+	s := &Subscription{C: ch, ch: ch, hub: h, deltas: deltas, filter: func(e Event) bool {
 		if e.WorkspaceID != workspaceID {
 			return false
 		}
@@ -63,6 +71,20 @@ func (h *Hub) Subscribe(workspaceID, conversationID string) *Subscription {
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
 	return s
+}
+
+// SubscribeDeltas is Subscribe that also receives the reply deltas published with PublishDelta
+// (the widget's stream shows the reply as it is generated).
+func (h *Hub) SubscribeDeltas(workspaceID, conversationID string) *Subscription {
+	return h.subscribe(workspaceID, conversationID, true)
+}
+
+// PublishDelta hands a piece of a reply being generated to the conversation's delta subscribers.
+func (h *Hub) PublishDelta(workspaceID string, c *conversation.Conversation, text string) {
+	if text == "" {
+		return
+	}
+	h.Deliver(Event{WorkspaceID: workspaceID, Conversation: c, Delta: text})
 }
 
 func (h *Hub) remove(s *Subscription) {
@@ -84,7 +106,7 @@ func (h *Hub) Deliver(e Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.subs {
-		if !s.filter(e) {
+		if !s.filter(e) || (e.Delta != "" && !s.deltas) {
 			continue
 		}
 		select {
