@@ -43,11 +43,31 @@ func New(db Pinger, reg *prometheus.Registry, mounts ...Mount) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var metricsPage http.Handler
 	for _, m := range mounts {
+		if m.Pattern == "GET /metrics" { // the dashboard's metrics page shares the path with Prometheus
+			metricsPage = m.Handler
+			continue
+		}
 		mux.Handle(m.Pattern, m.Handler)
 	}
+	mux.Handle("GET /metrics", metricsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), metricsPage))
 	return instrument(reg, securityHeaders(limitInFlight(DefaultMaxInFlight, mux)))
+}
+
+// metricsHandler serves Prometheus at /metrics, and the dashboard's page (when mounted as
+// "GET /metrics") to browsers, which ask for HTML; scrapers never do.
+func metricsHandler(prom, page http.Handler) http.Handler {
+	if page == nil {
+		return prom
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.Header.Get("Accept"), "text/html") {
+			page.ServeHTTP(w, r)
+			return
+		}
+		prom.ServeHTTP(w, r)
+	})
 }
 
 // DefaultMaxInFlight bounds the requests served at once. Past it Parley answers 503 with
