@@ -749,3 +749,28 @@ func TestParallelHTTPToolCallsRunAtOnce(t *testing.T) {
 		t.Fatalf("secrets left: %v %v", left, err)
 	}
 }
+
+func TestVoiceNoteWithoutTranscriptIsNotAnswered(t *testing.T) {
+	fake := llmtest.New(t)
+	e := newRuntimeEnv(t, fake)
+	aid := createAssistant(t, e, map[string]any{"model": "gpt-4o-mini", "fallback_text": "Sorry, I could not listen to that. Could you type it?"})
+	cid := newConversation(t, e, aid)
+	ctx := context.Background()
+	msgs, err := e.App.Conversations.Post(ctx, e.WorkspaceID, cid, conversation.PostInput{Type: "audio", Media: &conversation.Media{ID: "m1", MimeType: "audio/ogg"}}, nil)
+	if err != nil || len(msgs) != 2 || msgs[1].Error == nil || msgs[1].Text != "Sorry, I could not listen to that. Could you type it?" {
+		t.Fatalf("%v %+v", err, msgs)
+	}
+	if n := len(fake.Requests()); n != 0 {
+		t.Fatalf("the model was asked about a voice note it could not hear (%d calls)", n)
+	}
+	// With its transcript, it is answered.
+	fake.Push(llmtest.Text("Yes, we deliver on Sundays.", 5, 5))
+	msgs, err = e.App.Conversations.Post(ctx, e.WorkspaceID, cid, conversation.PostInput{Type: "audio", Media: &conversation.Media{ID: "m2", MimeType: "audio/ogg", Transcript: "Do you deliver on Sundays?"}}, nil)
+	if err != nil || len(msgs) != 2 || msgs[1].Text != "Yes, we deliver on Sundays." {
+		t.Fatalf("%v %+v", err, msgs)
+	}
+	last := fake.Requests()[0]["messages"].([]any)
+	if !strings.Contains(fmt.Sprint(last[len(last)-1]), "Do you deliver on Sundays?") {
+		t.Fatalf("transcript not sent: %v", last[len(last)-1])
+	}
+}

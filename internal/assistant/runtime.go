@@ -117,6 +117,10 @@ func (r *Runtime) Run(ctx context.Context, t Turn, sink Sink) error {
 	req.Messages = append([]llm.Message{{Role: "system", Content: systemPrompt(a, t.Variables)}}, history...)
 	req.Messages = fitContext(req, r.contextBudget(a.Model))
 
+	if n := len(t.History); n > 0 && t.History[n-1].Role == "user" && t.History[n-1].Content == "[audio]" {
+		// A voice note nobody could transcribe: the model must not answer what it did not hear.
+		return sink.Step(ctx, r.failed(a, errors.New("the voice note has no transcript (transcription failed or is not configured)")))
+	}
 	provider, err := r.Providers.Provider(ctx, a.WorkspaceID, a.Model)
 	if err != nil {
 		return sink.Step(ctx, r.failed(a, fmt.Errorf("model %q: %w", a.Model, err)))
