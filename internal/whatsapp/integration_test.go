@@ -705,6 +705,23 @@ func TestAgentMessageSentInsideWindow(t *testing.T) {
 	fx := newFixture(t)
 	wa := "34644000444"
 	convID, _ := sentReply(t, fx, wa)
+	// Over 4,096 characters: sent as several messages, in order.
+	long := strings.Repeat("Paragraph of the terms and conditions. ", 150) // 5,850 characters
+	fx.env.MustDo(http.StatusOK, "POST", "/api/v1/conversations/"+convID+"/messages", map[string]any{"text": long, "role": "agent"})
+	longParts := func() []string {
+		var parts []string
+		for _, r := range fx.graph.requests() {
+			if r.Body["type"] == "text" && strings.HasPrefix(r.Body["text"].(map[string]any)["body"].(string), "Paragraph") {
+				parts = append(parts, r.Body["text"].(map[string]any)["body"].(string))
+			}
+		}
+		return parts
+	}
+	fx.graph.waitReq(t, "the long message's second part", func(graphReq) bool { return len(longParts()) == 2 })
+	parts := longParts()
+	if len([]rune(parts[0])) > whatsapp.MaxTextLength || strings.TrimSpace(strings.Join(parts, " ")) != strings.TrimSpace(long) {
+		t.Fatalf("split into %d and %d characters", len([]rune(parts[0])), len([]rune(parts[1])))
+	}
 	r := fx.env.MustDo(http.StatusOK, "POST", "/api/v1/conversations/"+convID+"/messages", map[string]any{"text": "Hi, Sofia from support here.", "role": "agent"})
 	if m := r["messages"].([]any)[0].(map[string]any); m["status"] != "queued" {
 		t.Fatalf("agent message %v", m)
@@ -944,6 +961,20 @@ func TestOutgoingWebhookSigned(t *testing.T) {
 		recv <- got{r.Header.Get("X-Parley-Event"), r.Header.Get("X-Parley-Signature"), b}
 	}))
 	defer hook.Close()
+	// A second subscriber to every event, whose endpoint fails the first attempt: retried.
+	allRecv := make(chan string, 32)
+	var failedOnce sync.Once
+	all := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		failed := false
+		failedOnce.Do(func() { failed = true })
+		if failed {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		allRecv <- r.Header.Get("X-Parley-Event")
+	}))
+	defer all.Close()
+	env.MustDo(201, "POST", "/api/v1/webhooks", map[string]any{"url": all.URL})
 	h := env.MustDo(201, "POST", "/api/v1/webhooks", map[string]any{"url": hook.URL, "events": []string{"message.created", "handoff"}})
 	secret := h["secret"].(string)
 	if r := env.Do("POST", "/api/v1/webhooks", map[string]any{"url": "not a url"}); r.Status != 422 {
@@ -978,6 +1009,16 @@ func TestOutgoingWebhookSigned(t *testing.T) {
 	}
 	if seen["conversation.created"] != 0 {
 		t.Fatal("delivered an event the webhook did not subscribe to")
+	}
+	env.MustDo(200, "POST", "/api/v1/conversations/"+c["id"].(string)+"/end", nil)
+	allSeen := map[string]int{}
+	for allSeen["conversation.created"] == 0 || allSeen["conversation.ended"] == 0 || allSeen["handoff"] == 0 || allSeen["message.created"] < 2 {
+		select {
+		case e := <-allRecv:
+			allSeen[e]++
+		case <-timeout:
+			t.Fatalf("all-events subscriber saw %v", allSeen)
+		}
 	}
 }
 
