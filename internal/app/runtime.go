@@ -629,13 +629,8 @@ func (rt *Runtime) addDocument(w http.ResponseWriter, r *http.Request) error {
 		if strings.TrimSpace(body.Content) == "" {
 			return api.Errorf(http.StatusUnprocessableEntity, "invalid_field", "content is required")
 		}
+		// Without a type, the content says what it is (HTML, Markdown, else plain text).
 		in = knowledge.DocumentInput{Title: body.Title, Content: []byte(body.Content), MimeType: body.MimeType, Filename: body.Filename}
-		if in.MimeType == "" && in.Filename == "" {
-			in.MimeType = "text/plain"
-			if knowledge.DetectFormat("", "", in.Content) == knowledge.FormatHTML {
-				in.MimeType = "text/html"
-			}
-		}
 	}
 	d, err := rt.Knowledge.AddDocument(r.Context(), ws, kbID, in)
 	if err != nil {

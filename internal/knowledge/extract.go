@@ -49,8 +49,14 @@ func DetectFormat(mimeType, filename string, content []byte) Format {
 	if strings.Contains(head, "<!doctype html") || strings.Contains(head, "<html") {
 		return FormatHTML
 	}
+	if mt == "" && looksMarkdown.Match(content[:min(len(content), 8192)]) {
+		return FormatMarkdown
+	}
 	return FormatText
 }
+
+// looksMarkdown spots Markdown in text sent without a type: headings, bold, links, fences.
+var looksMarkdown = regexp.MustCompile("(?m)^#{1,6} \\S|\\*\\*\\S[^*\\n]*\\*\\*|\\]\\((?:https?://|/|#)|^```")
 
 // ErrUnreadable is returned for a document whose text cannot be read.
 var ErrUnreadable = errors.New("the document has no readable text")

@@ -47,6 +47,8 @@ func TestExtractText(t *testing.T) {
 		{"pdf", "application/pdf", "", pdf("BT /F1 12 Tf 72 720 Td (Warranty: two years on the motor.) Tj 0 -14 Td [(Ser) -20 (vice) -300 (within 48h)] TJ ET"),
 			[]string{"Warranty: two years on the motor.", "Service within 48h"}, nil, false},
 		{"pdf detected by content", "", "", pdf("BT (Hello \\(world\\)) Tj ET"), []string{"Hello (world)"}, nil, false},
+		{"markdown sniffed without a type", "", "", []byte("# Returns\n\nWithin **30 days**, see [the policy](https://acme.test/p)."), []string{"Returns", "Within 30 days, see the policy."}, []string{"**", "#"}, false},
+		{"plain text stays plain", "", "", []byte("Price: 5 * 3 = 15 # not a heading"), []string{"Price: 5 * 3 = 15 # not a heading"}, nil, false},
 		{"pdf without text", "application/pdf", "", pdf("0 0 m 10 10 l S"), nil, nil, true},
 		{"not utf-8", "text/plain", "", []byte{0xff, 0xfe, 'a'}, nil, nil, true},
 		{"only markup", "text/html", "", []byte("<html><body><script>x()</script></body></html>"), nil, nil, true},
