@@ -1,13 +1,140 @@
 package main
 
 import (
-	"errors"
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
 	"time"
 )
 
-// ingest measures signed WhatsApp webhook deliveries against a bare handler. It needs the WhatsApp
-// channel; until it is built in, it reports why it cannot run.
+const benchAppSecret = "bench-app-secret"
+
+// ingest measures signed WhatsApp deliveries posted by N concurrent clients and, in the same run,
+// the same clients against a bare net/http handler that does nothing; the ratio is the figure.
 func ingest(c *client, srv *server, clients int, d time.Duration) error {
-	_ = loadLoop
-	return errors.New("the WhatsApp channel is not built in yet")
+	// A fake Graph API for the assistant's replies: it answers every send at once.
+	var sends atomic.Int64
+	graph := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		n := sends.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"messaging_product":"whatsapp","contacts":[{"input":"1","wa_id":"1"}],"messages":[{"id":"wamid.reply.%d"}]}`, n)
+	})}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go graph.Serve(gl)
+	defer graph.Close()
+
+	var asst struct{ ID string }
+	if err := c.postJSON("/api/v1/assistants", `{"name":"WhatsApp bench","system_prompt":"You are a bench assistant.","model":"builtin"}`, &asst); err != nil {
+		return err
+	}
+	sender := fmt.Sprintf(`{"phone_number_id":"900100200","display_phone_number":"15550001111","access_token":"bench-token","app_secret":%q,"verify_token":"v","assistant_id":%q,"graph_api_url":"http://%s"}`,
+		benchAppSecret, asst.ID, gl.Addr())
+	if err := c.postJSON("/api/v1/whatsapp/senders", sender, nil); err != nil {
+		return fmt.Errorf("the WhatsApp channel is not available: %w", err)
+	}
+
+	var seq atomic.Int64
+	delivery := func() ([]byte, string) {
+		n := seq.Add(1)
+		body := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"900100200"},"contacts":[{"profile":{"name":"Customer %d"},"wa_id":"35191%07d"}],"messages":[{"from":"35191%07d","id":"wamid.bench.%d.%d","timestamp":"%d","text":{"body":"Hi, where is my order ORD-%06d? It was due yesterday."},"type":"text"}]},"field":"messages"}]}]}`,
+			n%1000, n%1000, n%1000, time.Now().UnixNano(), n, time.Now().Unix(), n%1_000_000)
+		mac := hmac.New(sha256.New, []byte(benchAppSecret))
+		mac.Write([]byte(body))
+		return []byte(body), "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients * 2, MaxConnsPerHost: clients * 2}}
+	post := func(url string) func() error {
+		return func() error {
+			body, sig := delivery()
+			req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Hub-Signature-256", sig)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
+	}
+
+	// The baseline: a bare handler that reads the body and answers 200, on the same machine.
+	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(200)
+	})}
+	bl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go bare.Serve(bl)
+	defer bare.Close()
+	baseN, baseLat, err := loadLoop(clients, d, post("http://"+bl.Addr().String()+"/"))
+	if err != nil {
+		return fmt.Errorf("bare handler: %w", err)
+	}
+	baseRate := float64(baseN) / d.Seconds()
+
+	profileDone := make(chan error, 1)
+	if profileTo != "" && pprofBase != "" {
+		go func() { profileDone <- fetchProfile(pprofBase, profileTo, d) }()
+	} else {
+		profileDone <- nil
+	}
+	n, lat, err := loadLoop(clients, d, post(srv.base+"/webhooks/whatsapp"))
+	if perr := <-profileDone; perr != nil {
+		fmt.Println("profile:", perr)
+	}
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	rate := float64(n) / d.Seconds()
+	ratio := rate / baseRate
+	record(fmt.Sprintf("webhook ingest, %d clients: msg/s", clients), fmt.Sprintf("%.0f msg/s (p50 %s, p99 %s)", rate, ms(pct(lat, 50)), ms(pct(lat, 99))),
+		"≥ 10,000 msg/s", fmt.Sprintf("bare handler %.0f req/s (p50 %s, p99 %s)", baseRate, ms(pct(baseLat, 50)), ms(pct(baseLat, 99))), pass(rate >= 10_000))
+	record("webhook ingest ÷ bare handler", fmt.Sprintf("%.2f", ratio), "≥ 0.5", "", pass(ratio >= 0.5))
+
+	// Every acknowledged delivery is stored: count the messages the webhook took in.
+	var list struct {
+		Data []struct {
+			MessageCount int64 `json:"message_count"`
+		} `json:"data"`
+	}
+	if err := c.getJSON("/api/v1/conversations?type=whatsapp&limit=500", &list); err == nil {
+		var stored int64
+		for _, cv := range list.Data {
+			stored += cv.MessageCount
+		}
+		record("webhook: inbound + replies stored so far", fmt.Sprintf("%d messages for %d acknowledged deliveries; %d replies sent", stored, n, sends.Load()), "", "", nil)
+	}
+	return nil
+}
+
+// fetchProfile saves a CPU profile of the server taken over d.
+func fetchProfile(base, path string, d time.Duration) error {
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }

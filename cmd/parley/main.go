@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -173,6 +174,15 @@ func serve(args []string, stderr io.Writer) error {
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
+	if addr := os.Getenv("PARLEY_PPROF_ADDR"); addr != "" {
+		// Profiling on its own listener (keep it on loopback): go tool pprof http://ADDR/debug/pprof/profile
+		go func() {
+			cfg.Log.Info("pprof listening", "addr", addr)
+			if err := http.ListenAndServe(addr, pprofMux()); err != nil {
+				cfg.Log.Warn("pprof stopped", "err", err)
+			}
+		}()
+	}
 	srv := server.HTTPServer(cfg.Addr, a.Handler())
 	cfg.Log.Info("parley listening", "addr", "http://"+ln.Addr().String(), "db", cfg.DB)
 	errc := make(chan error, 1)
@@ -285,4 +295,13 @@ func backup(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "backup written to %s\n", out)
 	return nil
+}
+
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
