@@ -31,6 +31,22 @@ import (
 // The assistant runtime: real models (any OpenAI-compatible server, per workspace or the server's
 // default), prices, knowledge bases, HTTP tools, media for the model and post-conversation
 // extraction. It fills in the Runtime the conversation service already holds.
+//
+// Configuration (app.Config, from the environment):
+//   - PARLEY_LLM_BASE_URL, PARLEY_LLM_API_KEY: the default provider (unset: builtin model only)
+//   - PARLEY_TRANSCRIBE_MODEL (default whisper-1), PARLEY_VISION_MODEL, PARLEY_EMBEDDING_MODEL
+//     (unset: knowledge search is full text only)
+//   - PARLEY_TOOLS_ALLOW_PRIVATE=true lets HTTP tools and workspaces' own providers reach
+//     loopback and private addresses (off: refused at connect time)
+//   - PARLEY_EXTRACT_IDLE (default 30m; negative disables): quiet time before an active
+//     conversation's variables are extracted
+//
+// API (authenticated, /api/v1): POST|GET|DELETE /providers; GET /prices, PUT|DELETE
+// /prices/{model}; POST|GET /knowledge-bases, GET|DELETE /knowledge-bases/{id},
+// POST|GET /knowledge-bases/{id}/documents (JSON {title, content, mime_type?} or multipart "file"),
+// DELETE /knowledge-bases/{id}/documents/{doc}, GET /knowledge-bases/{id}/chunks,
+// GET /knowledge-bases/{id}/search?q=. Services: Extra["runtime"] (*Runtime), Extra["media_ai"]
+// (*MediaAI: Transcribe, TranscribeWithCost, Describe, DescribeWithCost).
 func init() {
 	Register(Feature{Name: "runtime", Setup: setupRuntime, Start: startRuntime, Stop: stopRuntime})
 }
