@@ -337,7 +337,7 @@ func (s *Service) vectorSearch(ctx context.Context, workspaceID string, kbIDs []
 	// Only passages with some likeness count: an unrelated question finds nothing.
 	out := chunks[:0]
 	for _, c := range chunks {
-		if c.Score >= 0.2 {
+		if c.Score >= 0.25 {
 			out = append(out, c)
 		}
 	}
