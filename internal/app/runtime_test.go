@@ -413,6 +413,15 @@ func TestKnowledgeBaseAnswersOffline(t *testing.T) {
 			t.Fatalf("markup left in a passage: %q", s)
 		}
 	}
+	only := e.MustDo(200, "GET", "/api/v1/knowledge-bases/"+kbID+"/chunks?document_id="+doc["id"].(string), nil)["data"].([]any)
+	if len(only) == 0 || len(only) >= len(chunks) {
+		t.Fatalf("chunks of one document: %d of %d", len(only), len(chunks))
+	}
+	for _, c := range only {
+		if c.(map[string]any)["document_id"] != doc["id"] {
+			t.Fatalf("another document's chunk: %v", c)
+		}
+	}
 	hits := e.MustDo(200, "GET", "/api/v1/knowledge-bases/"+kbID+"/search?q=how+long+is+the+warranty", nil)["data"].([]any)
 	if len(hits) == 0 || !strings.Contains(hits[0].(map[string]any)["content"].(string), "two-year warranty") {
 		t.Fatalf("search %v", hits)

@@ -315,13 +315,9 @@ func (s *Store) DeleteDocument(ctx context.Context, workspaceID, kbID, id string
 // ListChunks returns a knowledge base's passages in document order.
 func (s *Store) ListChunks(ctx context.Context, workspaceID, kbID, documentID string, limit int) ([]knowledge.Chunk, error) {
 	q := `SELECT c.pk, c.knowledge_base_id, c.document_id, d.title, c.position, c.content FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
-		WHERE c.workspace_id = $1 AND c.knowledge_base_id = $2`
-	args := []any{workspaceID, kbID}
-	if documentID != "" {
-		q += ` AND c.document_id = $3`
-		args = append(args, documentID)
-	}
-	q += fmt.Sprintf(` ORDER BY d.created_at, c.document_id, c.position LIMIT %d`, limit)
+		WHERE c.workspace_id = $1 AND c.knowledge_base_id = $2 AND ($3 = '' OR c.document_id = $3)
+		ORDER BY d.created_at, c.document_id, c.position LIMIT $4`
+	args := []any{workspaceID, kbID, documentID, limit}
 	rows, err := s.read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -350,11 +346,11 @@ func inList(start int, ids []string) (string, []any) {
 
 // SearchChunks runs an FTS5 MATCH over the knowledge bases' passages, best (lowest bm25) first.
 func (s *Store) SearchChunks(ctx context.Context, workspaceID string, kbIDs []string, match string, limit int) ([]knowledge.Chunk, error) {
-	in, inArgs := inList(3, kbIDs)
+	in, inArgs := inList(4, kbIDs)
 	q := `SELECT c.pk, c.knowledge_base_id, c.document_id, d.title, c.position, c.content, bm25(kb_chunks_fts) AS score
 		FROM kb_chunks_fts JOIN kb_chunks c ON c.pk = kb_chunks_fts.rowid JOIN kb_documents d ON d.id = c.document_id
-		WHERE kb_chunks_fts MATCH $1 AND c.workspace_id = $2 AND c.knowledge_base_id IN ` + in + fmt.Sprintf(` ORDER BY score LIMIT %d`, limit)
-	rows, err := s.read.QueryContext(ctx, q, append([]any{match, workspaceID}, inArgs...)...)
+		WHERE kb_chunks_fts MATCH $1 AND c.workspace_id = $2 AND c.knowledge_base_id IN ` + in + ` ORDER BY score LIMIT $3`
+	rows, err := s.read.QueryContext(ctx, q, append([]any{match, workspaceID, limit}, inArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -373,11 +369,11 @@ func (s *Store) SearchChunks(ctx context.Context, workspaceID string, kbIDs []st
 
 // EmbeddedChunks returns passages that have embeddings, for vector ranking.
 func (s *Store) EmbeddedChunks(ctx context.Context, workspaceID string, kbIDs []string, limit int) ([]knowledge.Chunk, error) {
-	in, inArgs := inList(2, kbIDs)
+	in, inArgs := inList(3, kbIDs)
 	q := `SELECT c.pk, c.knowledge_base_id, c.document_id, d.title, c.position, c.content, c.embedding
 		FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
-		WHERE c.workspace_id = $1 AND c.embedding IS NOT NULL AND c.knowledge_base_id IN ` + in + fmt.Sprintf(` LIMIT %d`, limit)
-	rows, err := s.read.QueryContext(ctx, q, append([]any{workspaceID}, inArgs...)...)
+		WHERE c.workspace_id = $1 AND c.embedding IS NOT NULL AND c.knowledge_base_id IN ` + in + ` LIMIT $2`
+	rows, err := s.read.QueryContext(ctx, q, append([]any{workspaceID, limit}, inArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -473,7 +469,7 @@ func (s *Store) IdleConversations(ctx context.Context, from, to time.Time, limit
 		rows, err := s.read.QueryContext(ctx, `SELECT c.id, c.last_message_at FROM conversations c
 			WHERE c.workspace_id = $1 AND c.status = 'active' AND c.last_message_at >= $2 AND c.last_message_at < $3 AND c.assistant_id <> ''
 			AND NOT EXISTS (SELECT 1 FROM extractions e WHERE e.conversation_id = c.id AND e.last_message_at >= c.last_message_at)
-			ORDER BY c.last_message_at LIMIT `+fmt.Sprint(limit-len(out)), ws, ms(from), ms(to))
+			ORDER BY c.last_message_at LIMIT $4`, ws, ms(from), ms(to), limit-len(out))
 		if err != nil {
 			return nil, err
 		}
