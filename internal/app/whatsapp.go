@@ -48,11 +48,7 @@ func init() {
 }
 
 func setupJobs(ctx context.Context, a *App) ([]server.Mount, error) {
-	if a.Store.Dialect() != "sqlite" {
-		a.Config.Log.Warn("durable jobs (and the WhatsApp channel) run on SQLite only for now")
-		return nil, nil
-	}
-	q, err := jobs.Open(ctx, a.Store.DB(), jobs.Options{Log: a.Config.Log, PollInterval: 100 * time.Millisecond})
+	q, err := jobs.Open(ctx, a.Store.DB(), jobs.Options{Log: a.Config.Log, PollInterval: 100 * time.Millisecond, Postgres: a.Store.Dialect() == "postgres"})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 // Package jobs runs durable background work (WhatsApp replies, media downloads, sends, outgoing
-// webhooks) with River on the store's own SQLite database, so a job is inserted in the same
-// transaction as the rows it refers to and survives a restart.
+// webhooks) with River on the store's own database (SQLite through riversqlite, PostgreSQL through
+// riverdatabasesql), so a job is inserted in the same transaction as the rows it refers to and
+// survives a restart.
 package jobs
 
 import (
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 )
@@ -24,6 +27,8 @@ type Options struct {
 	// PollInterval is how often the queue looks for due jobs when nothing woke it (default 200ms).
 	PollInterval time.Duration
 	Log          *slog.Logger
+	// Postgres selects River's PostgreSQL driver (db is then the store's pgx pool).
+	Postgres bool
 }
 
 // Queue is the job queue.
@@ -37,8 +42,8 @@ type Queue struct {
 	started bool
 }
 
-// Open migrates River's tables on db (the store's SQLite write pool) and builds the client. Register
-// workers before Start.
+// Open migrates River's tables on db (the store's write pool: on SQLite its single write
+// connection) and builds the client. Register workers before Start.
 func Open(ctx context.Context, db *sql.DB, opts Options) (*Queue, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -49,7 +54,10 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Queue, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 200 * time.Millisecond
 	}
-	driver := riversqlite.New(db)
+	var driver riverdriver.Driver[*sql.Tx] = riversqlite.New(db)
+	if opts.Postgres {
+		driver = riverdatabasesql.New(db)
+	}
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quiet(opts.Log)})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: migrator: %w", err)

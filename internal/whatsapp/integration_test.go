@@ -180,6 +180,13 @@ func (fx *fixture) deliver(t *testing.T, body []byte) *testenv.Response {
 	return fx.env.DoWith("", "POST", "/webhooks/whatsapp", body, http.Header{"X-Hub-Signature-256": {whatsapp.Sign(body, appSecret)}})
 }
 
+// eachBackend runs a test on SQLite and, when PARLEY_TEST_POSTGRES_URL is set, on PostgreSQL.
+func eachBackend(t *testing.T, fn func(t *testing.T, fx *fixture)) {
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) { fn(t, newFixture(t, b.Configure(t))) })
+	}
+}
+
 // waitFor waits, on the live-event hub (a signal, not a sleep), until cond holds.
 func waitFor(t *testing.T, env *testenv.Env, what string, cond func() bool) {
 	t.Helper()
@@ -275,8 +282,9 @@ func TestVerifyHandshake(t *testing.T) {
 	}
 }
 
-func TestForgedDeliveriesChangeNothing(t *testing.T) {
-	fx := newFixture(t)
+func TestForgedDeliveriesChangeNothing(t *testing.T) { eachBackend(t, forgedDeliveriesChangeNothing) }
+
+func forgedDeliveriesChangeNothing(t *testing.T, fx *fixture) {
 	body := delivery(entry("1", messagesChange("34600111222", "Ana", textMsg("34600111222", "wamid.F1", "hi", time.Now()))))
 	jobsBefore := jobCount(t, fx.env)
 	cases := []struct {
@@ -319,7 +327,10 @@ func TestForgedDeliveriesChangeNothing(t *testing.T) {
 }
 
 func TestEveryTypeBatchedStoredOnceAndReplaySafe(t *testing.T) {
-	fx := newFixture(t)
+	eachBackend(t, everyTypeBatchedStoredOnceAndReplaySafe)
+}
+
+func everyTypeBatchedStoredOnceAndReplaySafe(t *testing.T, fx *fixture) {
 	for _, id := range []string{"img-1", "aud-1", "vid-1", "doc-1", "stk-1"} {
 		fx.graph.media[id] = []byte("bytes of " + id)
 	}
@@ -440,8 +451,9 @@ func TestEveryTypeBatchedStoredOnceAndReplaySafe(t *testing.T) {
 	}
 }
 
-func TestAssistantReplyReachesGraphAPI(t *testing.T) {
-	fx := newFixture(t)
+func TestAssistantReplyReachesGraphAPI(t *testing.T) { eachBackend(t, assistantReplyReachesGraphAPI) }
+
+func assistantReplyReachesGraphAPI(t *testing.T, fx *fixture) {
 	wa := "14155550100"
 	start := time.Now()
 	if r := fx.deliver(t, delivery(entry("1", messagesChange(wa, "Kerry", textMsg(wa, "wamid.HELLO", "Hello, what are your opening hours?", time.Now()))))); r.Status != 200 {
@@ -475,8 +487,9 @@ func TestAssistantReplyReachesGraphAPI(t *testing.T) {
 	}
 }
 
-func TestMediaFetchedWithFreshURL(t *testing.T) {
-	fx := newFixture(t)
+func TestMediaFetchedWithFreshURL(t *testing.T) { eachBackend(t, mediaFetchedWithFreshURL) }
+
+func mediaFetchedWithFreshURL(t *testing.T, fx *fixture) {
 	content := []byte("\xff\xd8\xff\xe0 a jpeg, pretend")
 	fx.graph.media["media-77"] = content
 	fx.graph.expiring["media-77"] = true // the first URL has expired: 404
@@ -559,7 +572,10 @@ func replyOf(t *testing.T, env *testenv.Env, wa, wamid string) map[string]any {
 }
 
 func TestStatusesOutOfOrderEndAtLatestAndPricedOnce(t *testing.T) {
-	fx := newFixture(t)
+	eachBackend(t, statusesOutOfOrderEndAtLatestAndPricedOnce)
+}
+
+func statusesOutOfOrderEndAtLatestAndPricedOnce(t *testing.T, fx *fixture) {
 	wa := "34611000111"
 	_, wamid := sentReply(t, fx, wa)
 	pricing := `"pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}`
@@ -585,8 +601,9 @@ func TestStatusesOutOfOrderEndAtLatestAndPricedOnce(t *testing.T) {
 	}
 }
 
-func TestFailed131047Recorded(t *testing.T) {
-	fx := newFixture(t)
+func TestFailed131047Recorded(t *testing.T) { eachBackend(t, failed131047Recorded) }
+
+func failed131047Recorded(t *testing.T, fx *fixture) {
 	wa := "34622000222"
 	_, wamid := sentReply(t, fx, wa)
 	failed := status(wamid, "failed", wa, `"errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message","error_data":{"details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."},"href":"https:\/\/developers.facebook.com\/docs\/whatsapp\/cloud-api\/support\/error-codes\/"}]`)
@@ -606,7 +623,10 @@ func TestFailed131047Recorded(t *testing.T) {
 }
 
 func TestWindowClosedRefusesFreeFormAcceptsTemplate(t *testing.T) {
-	fx := newFixture(t)
+	eachBackend(t, windowClosedRefusesFreeFormAcceptsTemplate)
+}
+
+func windowClosedRefusesFreeFormAcceptsTemplate(t *testing.T, fx *fixture) {
 	wa := "34633000333"
 	old := time.Now().Add(-25 * time.Hour)
 	if r := fx.deliver(t, delivery(entry("1", messagesChange(wa, "Max", textMsg(wa, "wamid.OLD", "are you there?", old))))); r.Status != 200 {
@@ -701,8 +721,9 @@ func TestWindowClosedRefusesFreeFormAcceptsTemplate(t *testing.T) {
 	}
 }
 
-func TestAgentMessageSentInsideWindow(t *testing.T) {
-	fx := newFixture(t)
+func TestAgentMessageSentInsideWindow(t *testing.T) { eachBackend(t, agentMessageSentInsideWindow) }
+
+func agentMessageSentInsideWindow(t *testing.T, fx *fixture) {
 	wa := "34644000444"
 	convID, _ := sentReply(t, fx, wa)
 	// Over 4,096 characters: sent as several messages, in order.
@@ -1100,7 +1121,10 @@ func TestVoiceNoteTranscribedAndImageDescribed(t *testing.T) {
 }
 
 func TestStatusBeforeSendCommittedIsApplied(t *testing.T) {
-	fx := newFixture(t)
+	eachBackend(t, statusBeforeSendCommittedIsApplied)
+}
+
+func statusBeforeSendCommittedIsApplied(t *testing.T, fx *fixture) {
 	wa := "34612345678"
 	pricing := `"pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}`
 	fx.graph.mu.Lock()
