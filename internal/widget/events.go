@@ -1,6 +1,7 @@
 package widget
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -55,7 +56,11 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) error {
 	sent := map[string]bool{}
 	lastID := after
 	send := func(event, id string, v any) bool {
-		b, _ := json.Marshal(v)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(v)
+		b := bytes.TrimRight(buf.Bytes(), "\n")
 		var err error
 		if id != "" {
 			_, err = fmt.Fprintf(w, "event: %s\nid: %s\ndata: %s\n\n", event, id, b)

@@ -551,6 +551,8 @@ func (s *Service) postMessage(w http.ResponseWriter, r *http.Request) error {
 		done <- err
 	}()
 	select {
+	case <-r.Context().Done(): // the visitor left; the message and its reply are stored anyway
+		return nil
 	case m := <-st.first:
 		writeJSON(w, http.StatusAccepted, map[string]any{"message": messageJSON(m)})
 		return nil
