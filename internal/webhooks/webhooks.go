@@ -170,6 +170,7 @@ func (s *Service) handle(ctx context.Context, ev events.Event) {
 	}
 	type item struct {
 		name string
+		key  string // the same event seen by several instances (PostgreSQL fan-out) is delivered once
 		data any
 	}
 	var items []item
@@ -184,22 +185,23 @@ func (s *Service) handle(ctx context.Context, ev events.Event) {
 	prev, known := s.statuses[c.ID]
 	s.statuses[c.ID] = c.Status
 	if !known && len(ev.Messages) == 0 && c.MessageCount == 0 && c.CreatedAt.Equal(c.UpdatedAt) {
-		items = append(items, item{EventConversationCreated, map[string]any{"conversation": convData}})
+		items = append(items, item{EventConversationCreated, "created:" + c.ID, map[string]any{"conversation": convData}})
 	}
 	for _, m := range ev.Messages {
 		if s.seen[m.ID] {
 			continue
 		}
 		s.seen[m.ID] = true
-		items = append(items, item{EventMessageCreated, map[string]any{"conversation": convData, "message": messageData(m)}})
+		items = append(items, item{EventMessageCreated, "message:" + m.ID, map[string]any{"conversation": convData, "message": messageData(m)}})
 	}
 	s.mu.Unlock()
 	if prev != c.Status && known || (!known && c.Status != conversation.StatusActive) {
 		switch c.Status {
 		case conversation.StatusEnded:
-			items = append(items, item{EventConversationEnded, map[string]any{"conversation": convData}})
+			items = append(items, item{EventConversationEnded, "ended:" + c.ID, map[string]any{"conversation": convData}})
 		case conversation.StatusHandoff:
-			items = append(items, item{EventHandoff, map[string]any{"conversation": convData, "reason": c.HandoffReason}})
+			items = append(items, item{EventHandoff, "handoff:" + c.ID + ":" + strconv.FormatInt(c.UpdatedAt.UnixMilli(), 10),
+				map[string]any{"conversation": convData, "reason": c.HandoffReason}})
 		}
 	}
 	if len(items) == 0 {
@@ -217,7 +219,7 @@ func (s *Service) handle(ctx context.Context, ev events.Event) {
 				continue
 			}
 			d := Delivery{ID: ids.New(), Event: it.name, WorkspaceID: ev.WorkspaceID, CreatedAt: time.Now().UTC().Format(time.RFC3339Nano), Data: data}
-			if err := s.Jobs.Insert(ctx, DeliverArgs{WebhookID: h.ID, WorkspaceID: ev.WorkspaceID, Delivery: d}, nil); err != nil {
+			if err := s.Jobs.Insert(ctx, DeliverArgs{WebhookID: h.ID, WorkspaceID: ev.WorkspaceID, Key: it.key, Delivery: d}, nil); err != nil {
 				s.log().Error("webhooks: queue delivery", "webhook", h.ID, "err", err)
 			}
 		}
@@ -244,15 +246,18 @@ func messageData(m *conversation.Message) map[string]any {
 
 // DeliverArgs POSTs one delivery to one webhook.
 type DeliverArgs struct {
-	WebhookID   string   `json:"webhook_id"`
+	WebhookID   string   `json:"webhook_id" river:"unique"`
 	WorkspaceID string   `json:"workspace_id"`
+	Key         string   `json:"key" river:"unique"`
 	Delivery    Delivery `json:"delivery"`
 }
 
 func (DeliverArgs) Kind() string { return "webhook_delivery" }
 
-// InsertOpts: retried with backoff for about a day.
-func (DeliverArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 12} }
+// InsertOpts: retried with backoff for about a day; one delivery per (webhook, event key).
+func (DeliverArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 12, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
 
 // RegisterWorkers adds the delivery worker.
 func (s *Service) RegisterWorkers(q *jobs.Queue) { jobs.Register(q, &deliverWorker{s: s}) }
