@@ -448,8 +448,19 @@ func (s *Store) Export(ctx context.Context, workspaceID string, f conversation.F
 	return <-listErr
 }
 
-// exportPages walks the filtered conversations in list order, a page at a time.
+// exportPages walks the filtered conversations in list order, a page at a time, all from one
+// snapshot: a conversation that gains activity during the export would otherwise jump ahead of the
+// cursor and be missed.
 func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversation.Filter, emit func(*exportPage) error) error {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.dialect == "postgres" {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.read.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	defer tx.Rollback()
 	var afterAt, afterPK int64
 	first := true
 	for {
@@ -459,7 +470,7 @@ func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversat
 			a, b, c := q.arg(afterAt), q.arg(afterAt), q.arg(afterPK)
 			where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
 		}
-		rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE `+where+
+		rows, err := tx.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE `+where+
 			` ORDER BY c.last_message_at DESC, c.pk DESC LIMIT `+q.arg(exportBatch), q.args...)
 		if err != nil {
 			return fmt.Errorf("export conversations: %w", err)

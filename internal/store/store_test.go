@@ -210,3 +210,53 @@ func TestTextPlansAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestExportMissesNothingWhileConversationsChange moves conversations to the front of the list
+// (new activity) while an export runs: the export still has every conversation exactly once.
+func TestExportMissesNothingWhileConversationsChange(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	ws, _ := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	base := time.Now().UTC().Add(-time.Hour)
+	const n = 3 * exportBatch
+	for i := 0; i < n; i++ {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		c := &conversation.Conversation{ID: fmt.Sprint("c", i), WorkspaceID: ws.ID, Type: conversation.TypeAPI, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
+		if err := s.CreateConversation(ctx, c, nil); err != nil {
+			t.Fatal(err)
+		}
+		m := &conversation.Message{ID: fmt.Sprint("m", i), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "hi", CreatedAt: at}
+		if _, _, err := s.Apply(ctx, ws.ID, c.ID, conversation.Change{Messages: []*conversation.Message{m}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	rows := 0
+	err := s.Export(ctx, ws.ID, conversation.Filter{}, func(r conversation.ExportRow) error {
+		if rows == 0 {
+			// The oldest conversations gain activity now: they move ahead of the export's cursor.
+			for i := 0; i < 50; i++ {
+				m := &conversation.Message{ID: fmt.Sprint("late", i), Role: conversation.RoleAgent, Direction: conversation.Outbound, Type: "text", Text: "late", CreatedAt: time.Now().UTC()}
+				if _, _, err := s.Apply(ctx, ws.ID, fmt.Sprint("c", i), conversation.Change{Messages: []*conversation.Message{m}}); err != nil {
+					return err
+				}
+			}
+		}
+		rows++
+		if r.Message.Role == conversation.RoleUser {
+			seen[r.Conversation.ID]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n {
+		t.Fatalf("export saw %d of %d conversations", len(seen), n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Fatalf("%s exported %d times", id, k)
+		}
+	}
+}
