@@ -849,6 +849,16 @@ func TestQualityUpdate(t *testing.T) {
 	if s["quality_rating"] != "FLAGGED" || s["messaging_limit"] != "TIER_10K" {
 		t.Fatalf("sender %v", s)
 	}
+	// A change-level error (throttling reported by webhook) is shown on the sender.
+	errs := `{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"` + pnid + `"},` +
+		`"errors":[{"code":130429,"title":"Rate limit hit","message":"Rate limit hit","error_data":{"details":"Message failed to send because there were too many messages sent from this phone number in a short period of time"}}]}}`
+	if r := fx.deliver(t, delivery(entry("1", errs))); r.Status != 200 {
+		t.Fatalf("%d", r.Status)
+	}
+	s = fx.env.MustDo(200, "GET", "/api/v1/whatsapp/senders/"+fx.senderID, nil)
+	if !strings.Contains(s["last_error"].(string), "130429") || s["last_error_at"] == nil {
+		t.Fatalf("sender after an error notification: %v", s)
+	}
 }
 
 func TestSenderAPI(t *testing.T) {

@@ -421,8 +421,9 @@ func (s *Service) applyPending(ctx context.Context, x *Sender, wamid string) err
 	return nil
 }
 
-// Verified matches a delivery's numbers to configured senders whose app secret produced the
-// signature. broken is true when the body is not JSON but the signature is valid for some sender.
+// Verified returns, by phone number id, the senders named by the delivery whose app secret produced
+// the signature. With p nil (a body that is not a delivery) every sender's secret is tried, so
+// that a signed but broken body can be told from a forged one.
 func (s *Service) Verified(ctx context.Context, body []byte, sum []byte, p *Payload) (map[string]*Sender, error) {
 	var candidates []*Sender
 	var err error
