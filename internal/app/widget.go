@@ -27,10 +27,6 @@ func init() {
 }
 
 func setupWidget(ctx context.Context, a *App) ([]server.Mount, error) {
-	if a.Store.Dialect() != "sqlite" {
-		a.Config.Log.Warn("the website widget runs on SQLite only for now (its tables have no PostgreSQL migration yet)")
-		return nil, nil
-	}
 	svc := widget.NewService(a.Store, a.Conversations, a.Events, a.Config.Log, widget.DefaultLimits)
 	a.Extra["widget"] = svc
 	h := &widgetHandlers{a: a}

@@ -57,8 +57,9 @@ func errCode(t testing.TB, r *testenv.Response) string {
 	return b.Error.Code
 }
 
-func TestWidgetsAPI(t *testing.T) {
-	e := testenv.New(t)
+func TestWidgetsAPI(t *testing.T) { testenv.EachBackend(t, testWidgetsAPI) }
+
+func testWidgetsAPI(t *testing.T, e *testenv.Env) {
 	asst := e.CreateAssistant("Helper", "You help.")
 	w := createWidget(t, e, map[string]any{"assistant_id": asst, "mode": "voice_chat", "title": "Ask us", "greeting": "Hi there!",
 		"prechat_fields": []map[string]any{{"name": "name", "label": "Your name", "type": "text", "required": true},
@@ -160,8 +161,9 @@ func TestScriptAndDemo(t *testing.T) {
 	}
 }
 
-func TestSessionsPrechatAndCORS(t *testing.T) {
-	e := testenv.New(t)
+func TestSessionsPrechatAndCORS(t *testing.T) { testenv.EachBackend(t, testSessionsPrechatAndCORS) }
+
+func testSessionsPrechatAndCORS(t *testing.T, e *testenv.Env) {
 	const shop = "https://shop.example.com"
 	w := createWidget(t, e, map[string]any{"allowed_origins": []string{shop},
 		"prechat_fields": []map[string]any{{"name": "name", "label": "Name", "required": true}, {"name": "email", "label": "Email", "type": "email", "required": true}}})
@@ -252,7 +254,10 @@ func TestSessionsPrechatAndCORS(t *testing.T) {
 }
 
 func TestEmptyOriginsMeansSameOriginOnly(t *testing.T) {
-	e := testenv.New(t)
+	testenv.EachBackend(t, testEmptyOriginsMeansSameOriginOnly)
+}
+
+func testEmptyOriginsMeansSameOriginOnly(t *testing.T, e *testenv.Env) {
 	key := createWidget(t, e, map[string]any{})["public_key"].(string)
 	if r := public(t, e, "POST", "/widget/v1/sessions", "https://shop.example.com", "", map[string]any{"key": key}); r.Status != 403 {
 		t.Fatalf("other origin with empty list: %d", r.Status)
@@ -275,8 +280,9 @@ func startSession(t testing.TB, e *testenv.Env, key, origin string) (token, conv
 	return s["session_token"].(string), s["conversation_id"].(string)
 }
 
-func TestMessagesLimits(t *testing.T) {
-	e := testenv.New(t)
+func TestMessagesLimits(t *testing.T) { testenv.EachBackend(t, testMessagesLimits) }
+
+func testMessagesLimits(t *testing.T, e *testenv.Env) {
 	key := createWidget(t, e, map[string]any{"allowed_origins": []string{"*"}})["public_key"].(string)
 	svc := widgetService(t, e)
 	l := widget.DefaultLimits
@@ -429,7 +435,10 @@ func next(t testing.TB, ch <-chan sseEvent, want string) sseEvent {
 }
 
 func TestEventsStreamDeltasAndResume(t *testing.T) {
-	e := testenv.New(t)
+	testenv.EachBackend(t, testEventsStreamDeltasAndResume)
+}
+
+func testEventsStreamDeltasAndResume(t *testing.T, e *testenv.Env) {
 	key := createWidget(t, e, map[string]any{})["public_key"].(string)
 	token, convID := startSession(t, e, key, "")
 	ctx, cancel := context.WithCancel(context.Background())
