@@ -64,7 +64,7 @@ type Runtime struct {
 	Prices     *assistant.Prices
 	Knowledge  *knowledge.Service
 	Media      *MediaAI
-	persistent bool // the store has the runtime's tables (SQLite; the PostgreSQL port follows)
+	persistent bool // the store has the runtime's tables (both backends do)
 	log        *slog.Logger
 	// extractions are the post-conversation extractions running in the background.
 	extractions sync.WaitGroup
@@ -73,7 +73,7 @@ type Runtime struct {
 func setupRuntime(ctx context.Context, a *App) ([]server.Mount, error) {
 	cfg := a.Config
 	log := cfg.Log
-	rt := &Runtime{a: a, persistent: a.Store.Dialect() == "sqlite", log: log}
+	rt := &Runtime{a: a, persistent: true, log: log}
 	transcribe := cfg.TranscribeModel
 	if transcribe == "" {
 		transcribe = DefaultTranscribeModel

@@ -9,6 +9,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/parley-hq/parley/internal/knowledge"
 )
@@ -350,6 +351,17 @@ func (s *Store) SearchChunks(ctx context.Context, workspaceID string, kbIDs []st
 	q := `SELECT c.pk, c.knowledge_base_id, c.document_id, d.title, c.position, c.content, bm25(kb_chunks_fts) AS score
 		FROM kb_chunks_fts JOIN kb_chunks c ON c.pk = kb_chunks_fts.rowid JOIN kb_documents d ON d.id = c.document_id
 		WHERE kb_chunks_fts MATCH $1 AND c.workspace_id = $2 AND c.knowledge_base_id IN ` + in + ` ORDER BY score LIMIT $3`
+	if s.dialect == "postgres" {
+		// The same ranking idea on tsvector: any of the words, best first (the score is negated
+		// below, as bm25's lower-is-better is).
+		match = tsQueryFromFTS(match)
+		if match == "" {
+			return nil, nil
+		}
+		q = `SELECT c.pk, c.knowledge_base_id, c.document_id, d.title, c.position, c.content, -ts_rank_cd(c.tsv, to_tsquery('english', $1)) AS score
+			FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
+			WHERE c.tsv @@ to_tsquery('english', $1) AND c.workspace_id = $2 AND c.knowledge_base_id IN ` + in + ` ORDER BY score LIMIT $3`
+	}
 	rows, err := s.read.QueryContext(ctx, q, append([]any{match, workspaceID, limit}, inArgs...)...)
 	if err != nil {
 		return nil, err
@@ -492,4 +504,22 @@ func (s *Store) IdleConversations(ctx context.Context, from, to time.Time, limit
 		}
 	}
 	return out, nil
+}
+
+// tsQueryFromFTS turns knowledge.MatchQuery's FTS5 query ("w1" OR "w2") into a tsquery (w1 | w2).
+// The words are letters and digits only, so nothing in them is tsquery syntax.
+func tsQueryFromFTS(match string) string {
+	var words []string
+	for _, t := range strings.Split(match, " OR ") {
+		w := strings.Map(func(r rune) rune {
+			if unicode.IsLetter(r) || unicode.IsDigit(r) {
+				return r
+			}
+			return -1
+		}, t)
+		if w != "" {
+			words = append(words, w)
+		}
+	}
+	return strings.Join(words, " | ")
 }
