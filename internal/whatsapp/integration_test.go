@@ -750,6 +750,25 @@ func agentMessageSentInsideWindow(t *testing.T, fx *fixture) {
 	fx.graph.waitReq(t, "the agent's message", func(r graphReq) bool {
 		return r.Body["type"] == "text" && r.Body["text"].(map[string]any)["body"] == "Hi, Sofia from support here."
 	})
+	// Quick agent messages reach the customer in the order they were written.
+	for i := 1; i <= 6; i++ {
+		fx.env.MustDo(http.StatusOK, "POST", "/api/v1/conversations/"+convID+"/messages", map[string]any{"text": fmt.Sprintf("step %d", i), "role": "agent"})
+	}
+	steps := func() []string {
+		var out []string
+		for _, r := range fx.graph.requests() {
+			if r.Body["type"] == "text" {
+				if b := r.Body["text"].(map[string]any)["body"].(string); strings.HasPrefix(b, "step ") {
+					out = append(out, b)
+				}
+			}
+		}
+		return out
+	}
+	fx.graph.waitReq(t, "six steps", func(graphReq) bool { return len(steps()) == 6 })
+	if got := strings.Join(steps(), ","); got != "step 1,step 2,step 3,step 4,step 5,step 6" {
+		t.Fatalf("sent in the order %s", got)
+	}
 	// Media and interactive messages from automations, inside the window.
 	fx.env.MustDo(http.StatusCreated, "POST", "/api/v1/whatsapp/messages", map[string]any{"sender_id": fx.senderID, "to": wa,
 		"media": map[string]any{"type": "document", "link": "https://files.example/invoice.pdf", "caption": "Your invoice", "filename": "invoice.pdf"}})

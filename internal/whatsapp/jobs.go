@@ -227,6 +227,13 @@ func (w *sendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	if err != nil {
 		return jobs.Cancel(err)
 	}
+	// Messages reach the customer in the order they were written: wait for an earlier one still
+	// queued (bounded, so one stuck message cannot hold the conversation).
+	if job.Attempt < 50 {
+		if earlier, err := s.earlierQueued(ctx, a, m.ID); err == nil && earlier {
+			return jobs.Snooze(150 * time.Millisecond)
+		}
+	}
 	fail := func(e *conversation.MessageError) error {
 		_, err := s.Conversations.MarkSent(ctx, a.WorkspaceID, a.ConversationID, m.ID, "", e)
 		return err
@@ -275,6 +282,24 @@ func (w *sendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		_ = s.Repo.SetWASenderError(ctx, x.ID, "", s.now())
 	}
 	return nil
+}
+
+// earlierQueued reports whether an outbound message written before messageID is still waiting to
+// be sent.
+func (s *Service) earlierQueued(ctx context.Context, a SendArgs, messageID string) (bool, error) {
+	history, err := s.Conversations.Messages(ctx, a.WorkspaceID, a.ConversationID, 100)
+	if err != nil {
+		return false, err
+	}
+	for _, h := range history {
+		if h.ID == messageID {
+			return false, nil
+		}
+		if h.Direction == conversation.Outbound && h.Status == "queued" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (s *Service) sendFailed(ctx context.Context, job *river.Job[SendArgs], x *Sender, m *conversation.Message, err error, fail func(*conversation.MessageError) error) error {
