@@ -255,10 +255,21 @@ func (s *Service) preflight(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// clientIP is the visitor's address for the per-IP limits. Parley is meant to listen on loopback
+// behind a reverse proxy (docs/DEPLOYMENT.md): when the peer is loopback, the address the proxy
+// appended to X-Forwarded-For (its last entry, which a client cannot forge) is the visitor's.
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			if fwd := net.ParseIP(strings.TrimSpace(parts[len(parts)-1])); fwd != nil {
+				return fwd.String()
+			}
+		}
 	}
 	return host
 }

@@ -224,3 +224,29 @@ func TestServeScript(t *testing.T) {
 		t.Fatalf("stale ETag: %d, want 200", r.StatusCode)
 	}
 }
+
+func TestClientIP(t *testing.T) {
+	tests := []struct {
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"203.0.113.7:5000", nil, "203.0.113.7"},
+		{"203.0.113.7:5000", []string{"198.51.100.1"}, "203.0.113.7"}, // not from a local proxy: ignored
+		{"127.0.0.1:5000", nil, "127.0.0.1"},
+		{"127.0.0.1:5000", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"[::1]:5000", []string{"10.0.0.9, 198.51.100.2"}, "198.51.100.2"}, // the proxy's own entry is last
+		{"127.0.0.1:5000", []string{"1.1.1.1", "198.51.100.3"}, "198.51.100.3"},
+		{"127.0.0.1:5000", []string{"not an address"}, "127.0.0.1"},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest("GET", "/widget/v1/config", nil)
+		r.RemoteAddr = tc.remote
+		for _, v := range tc.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := clientIP(r); got != tc.want {
+			t.Errorf("%s %v: %s, want %s", tc.remote, tc.xff, got, tc.want)
+		}
+	}
+}

@@ -176,6 +176,7 @@
     return call("POST", "sessions", { key: KEY, prechat: answers, page_url: location.href, referrer: d.referrer }).then(function (j) {
       token = j.session_token;
       store(token);
+      lastId = "";
       connect();
     });
   }
@@ -206,6 +207,7 @@
     ui.panel.hidden = !open;
     ui.launcher.setAttribute("aria-expanded", String(open));
     ui.launcher.textContent = open ? "Close" : "Chat";
+    ui.launcher.setAttribute("aria-label", open ? "Close chat" : "Open chat: " + cfg.title);
     if (open) {
       showForm();
       var target = !ui.pre.hidden && ui.fields.length ? ui.fields[0].input : ui.text;
@@ -226,7 +228,7 @@
       var st = JSON.parse(e.data).status;
       host.setAttribute("data-status", st);
       if (st !== "active") typing(false);
-      if (st === "ended") { ui.note.textContent = "This conversation has ended."; token = null; store(null); if (es) es.close(); }
+      if (st === "ended") { token = null; store(null); if (es) es.close(); showForm(); ui.note.textContent = "This conversation has ended. Write again to start a new one."; }
     });
     es.addEventListener("ready", function () { backoff = 1000; ui.note.textContent = ""; state("ready"); });
     es.onerror = function () {
