@@ -38,7 +38,12 @@ type API struct {
 
 	limitersMu sync.Mutex
 	limiters   map[string]*rate.Limiter
+	patterns   []string
 }
+
+// Patterns lists every route the handler serves ("METHOD /path/{var}"), for tests that must
+// cover all of them (tenant isolation).
+func (a *API) Patterns() []string { return append([]string(nil), a.patterns...) }
 
 // allow reports whether the key may make a request now, and if not, how long until it may.
 func (a *API) allow(keyID string) (bool, time.Duration) {
@@ -75,7 +80,9 @@ func Errorf(status int, code, format string, args ...any) error {
 // Handler returns the /api/v1 routes behind API-key authentication.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	a.patterns = a.patterns[:0]
 	handle := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
+		a.patterns = append(a.patterns, pattern)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if err := fn(w, r); err != nil {
 				WriteError(w, r, err)

@@ -65,6 +65,7 @@ type App struct {
 	Extra map[string]any
 
 	fanout      *events.PGFanout
+	api         *api.API
 	mounts      []server.Mount
 	handlerOnce sync.Once
 	handler     http.Handler
@@ -160,7 +161,8 @@ func Register(f Feature) { features = append(features, f) }
 // beside it (and may add routes under /api/v1/ through APIRoutes).
 func (a *App) Handler() http.Handler {
 	a.handlerOnce.Do(func() {
-		apiHandler := (&api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Events: a.Events, Extra: a.APIRoutes, RateLimit: a.Config.APIRateLimit, Lifecycle: a.Store}).Handler()
+		a.api = &api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Events: a.Events, Extra: a.APIRoutes, RateLimit: a.Config.APIRateLimit, Lifecycle: a.Store}
+		apiHandler := a.api.Handler()
 		mounts := append([]server.Mount{{Pattern: "/api/", Handler: apiHandler}}, a.mounts...)
 		a.handler = server.New(readiness{a}, a.Registry, mounts...)
 	})
@@ -178,6 +180,12 @@ func (r readiness) Ping(ctx context.Context) error {
 		return errors.New("event listener not connected")
 	}
 	return nil
+}
+
+// APIPatterns lists every API route ("METHOD /path/{var}").
+func (a *App) APIPatterns() []string {
+	a.Handler()
+	return a.api.Patterns()
 }
 
 // Start runs the background work: the cross-instance event listener and the features'.
