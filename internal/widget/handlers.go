@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -32,10 +33,9 @@ type Service struct {
 	Conversations *conversation.Service
 	Events        *events.Hub
 	Log           *slog.Logger
-	Limits        Limits
 	Now           func() time.Time
 
-	ipLimits, sessionLimits, messageLimits *limiterSet
+	limiters atomic.Pointer[limiters]
 
 	base   context.Context
 	cancel context.CancelFunc
@@ -56,12 +56,15 @@ func NewService(repo Repository, conv *conversation.Service, hub *events.Hub, lo
 	return s
 }
 
-// SetLimits replaces the rate limits (and forgets the budgets used so far); call it before serving.
+type limiters struct{ ip, sessions, messages *limiterSet }
+
+// SetLimits replaces the rate limits and forgets the budgets used so far.
 func (s *Service) SetLimits(l Limits) {
-	s.Limits = l
-	s.ipLimits = newLimiterSet(l.PerIP, l.PerIPBurst)
-	s.sessionLimits = newLimiterSet(l.SessionsPerIP, l.SessionsPerIPBurst)
-	s.messageLimits = newLimiterSet(l.MessagesPerSession, l.MessagesPerSessionBurst)
+	s.limiters.Store(&limiters{
+		ip:       newLimiterSet(l.PerIP, l.PerIPBurst),
+		sessions: newLimiterSet(l.SessionsPerIP, l.SessionsPerIPBurst),
+		messages: newLimiterSet(l.MessagesPerSession, l.MessagesPerSessionBurst),
+	})
 }
 
 // Close ends the event streams and waits (within ctx) for the assistant turns under way.
@@ -101,7 +104,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /widget/demo/{id}", s.demo)
 	handle := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if ok, wait := s.ipLimits.allow(clientIP(r), s.Now()); !ok {
+			if ok, wait := s.limiters.Load().ip.allow(clientIP(r), s.Now()); !ok {
 				writeError(w, r, tooMany(wait, "too many requests from this address"))
 				return
 			}
@@ -390,7 +393,7 @@ func (s *Service) createSession(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	if ok, wait := s.sessionLimits.allow(clientIP(r), s.Now()); !ok {
+	if ok, wait := s.limiters.Load().sessions.allow(clientIP(r), s.Now()); !ok {
 		return tooMany(wait, "too many new conversations from this address")
 	}
 	meta := map[string]string{
@@ -545,7 +548,7 @@ func (s *Service) postMessage(w http.ResponseWriter, r *http.Request) error {
 	if n := utf8.RuneCountInString(in.Text); n > MaxMessageChars {
 		return apiErr(http.StatusUnprocessableEntity, "text_too_long", "text must be at most %d characters (it has %d)", MaxMessageChars, n)
 	}
-	if ok, wait := s.messageLimits.allow(se.TokenHash, s.Now()); !ok {
+	if ok, wait := s.limiters.Load().messages.allow(se.TokenHash, s.Now()); !ok {
 		return tooMany(wait, "too many messages in this conversation")
 	}
 	st := &turnStream{hub: s.Events, ws: se.WorkspaceID, conv: c, first: make(chan *conversation.Message, 1)}
