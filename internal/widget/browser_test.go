@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -163,7 +165,7 @@ button, textarea, form { display: none !important; } div { background: lime !imp
 
 // TestBrowserWidget embeds the widget on a page of another origin, in a real Chromium: pre-chat
 // form (checked in the browser, then stored as variables), a streamed reply, hostile text kept as
-// text, a network loss, a reload that keeps the history, keyboard and ARIA; and the refusal on a
+// text, a dropped stream and a real network loss, a reload that keeps the history, keyboard and ARIA; and the refusal on a
 // page whose origin is not allowed.
 func TestBrowserWidget(t *testing.T) {
 	e := testenv.New(t)
@@ -280,6 +282,19 @@ func TestBrowserWidget(t *testing.T) {
 	widgetService(t, e).DropStreams()
 	e.MustDo(200, "POST", "/api/v1/conversations/"+convID+"/messages", map[string]string{"text": "Written while you were offline", "role": "agent"})
 	b.wait("missed message after reconnect", `[...`+sr+`.querySelectorAll('.m[data-role=agent]')].some(m => m.textContent.includes('while you were offline'))`)
+
+	// A real network loss: the browser goes offline and the connection breaks; its reconnection
+	// attempts fail until it is back online, then the message stored meanwhile arrives, once.
+	b.do("go offline", setOffline(true))
+	widgetService(t, e).DropStreams()
+	b.wait("reconnecting while offline", hostEl+`.getAttribute('data-state') === 'reconnecting'`)
+	e.MustDo(200, "POST", "/api/v1/conversations/"+convID+"/messages", map[string]string{"text": "Sent during the outage", "role": "agent"})
+	if st := evalJS[string](b, hostEl+`.getAttribute('data-state') + ' ' + navigator.onLine`); st != "reconnecting false" {
+		t.Fatalf("offline state %q", st)
+	}
+	b.do("back online", setOffline(false))
+	b.wait("message from the outage", hostEl+`.getAttribute('data-state') === 'ready' &&
+		[...`+sr+`.querySelectorAll('.m[data-role=agent]')].filter(m => m.textContent.includes('during the outage')).length === 1`)
 	visible := visibleIDs(t, e, convID)
 	b.wait("all messages, once each", `(() => { const ids = [...`+sr+`.querySelectorAll('.m[data-id]')].map(m => m.dataset.id);
 		return ids.length === `+fmt.Sprint(len(visible))+` && new Set(ids).size === ids.length; })()`)
@@ -322,6 +337,25 @@ func TestBrowserWidget(t *testing.T) {
 	if n := len(e.MustDo(200, "GET", "/api/v1/conversations?type=widget", nil)["data"].([]any)); n != 1 {
 		t.Fatalf("the refused origin started a conversation (%d)", n)
 	}
+}
+
+// setOffline cuts the tab's network (and tells the page, through navigator.onLine and the
+// online/offline events) or restores it.
+func setOffline(offline bool) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		conds := []*network.Conditions{}
+		if offline {
+			conds = append(conds, &network.Conditions{Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
+		}
+		if _, err := cdp.Call(ctx, tg, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tg, network.OverrideNetworkState, network.OverrideNetworkStateParams{Offline: offline, DownloadThroughput: -1, UploadThroughput: -1})
+		return err
+	})
 }
 
 // visibleIDs are the ids of the conversation's messages a visitor sees, in order.
