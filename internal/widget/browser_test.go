@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/parley-hq/parley/internal/app"
+	"github.com/parley-hq/parley/internal/llm/llmtest"
 	"github.com/parley-hq/parley/internal/testenv"
 )
 
@@ -409,4 +412,39 @@ func TestBrowserDemoAndVoice(t *testing.T) {
 	if shown := evalJS[bool](b, `!`+sr+`.querySelector('.mic').hidden`); shown {
 		t.Fatal("voice control shown although the browser has no speech recognition")
 	}
+}
+
+// TestBrowserTypingIndicator uses a model that answers only when the test lets it (a fake
+// OpenAI-compatible server): the typing indicator shows while the visitor waits, then the streamed
+// reply replaces it.
+func TestBrowserTypingIndicator(t *testing.T) {
+	fake := llmtest.New(t)
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	fake.Default = llmtest.Reply{Func: func(map[string]any) llmtest.Reply {
+		select {
+		case <-release:
+		case <-time.After(30 * time.Second):
+		}
+		return llmtest.Text("Our teapots are cast iron and porcelain.", 20, 9)
+	}}
+	e := testenv.New(t, func(c *app.Config) { c.LLMBaseURL, c.LLMAPIKey = fake.BaseURL(), "sk-test" })
+	ctx := newBrowser(t)
+	asst := e.MustDo(http.StatusCreated, "POST", "/api/v1/assistants", map[string]any{"name": "Remote", "system_prompt": "You help.", "model": "gpt-4o-mini"})["id"].(string)
+	w := createWidget(t, e, map[string]any{"assistant_id": asst})
+	b := &browser{t: t, ctx: ctx}
+
+	b.do("demo page", chromedp.Navigate(w["demo_url"].(string)))
+	b.wait("idle", hostEl+`?.getAttribute('data-state') === 'idle'`)
+	b.do("open", chromedp.Click(inWidget(".launcher")))
+	b.do("send", chromedp.SendKeys(inWidget("#pw-text"), "What are your teapots made of?"+kb.Enter))
+	b.wait("typing shown", hostEl+`.getAttribute('data-typing') === 'true' && `+sr+`.querySelector('.typing[role=status]').textContent.includes('typing')`)
+	if n := evalJS[float64](b, sr+`.querySelectorAll('.m[data-role=assistant]').length`); n != 0 {
+		t.Fatalf("%v replies before the model answered", n)
+	}
+	once.Do(func() { close(release) })
+	b.wait("reply replaces typing", hostEl+`.getAttribute('data-typing') === 'false' && `+sr+`.querySelector('.typing').textContent === ''
+		&& `+sr+`.querySelector('.m[data-role=assistant]')?.getAttribute('data-streamed') === 'true'
+		&& `+sr+`.querySelector('.m[data-role=assistant]').lastChild.textContent === 'Our teapots are cast iron and porcelain.'`)
 }

@@ -363,6 +363,9 @@ func (s *Service) createSession(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, w, &in); err != nil {
 		return err
 	}
+	if in.Key == "" {
+		in.Key = r.URL.Query().Get("key")
+	}
 	wd, err := s.widgetByKey(r.Context(), in.Key)
 	if err != nil {
 		return err
