@@ -62,8 +62,17 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: migrator: %w", err)
 	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return nil, fmt.Errorf("jobs: migrate: %w", err)
+	if err := migrate(ctx, db, opts.Postgres, migrator); err != nil {
+		return nil, err
+	}
+	if !opts.Postgres {
+		// Exactly one process uses a SQLite database, so a job still marked running belongs to a
+		// process that died mid-job (SIGKILL, power loss): run it again now, not after River's
+		// stuck-job rescue delay. Jobs are written to be safe to run again.
+		// scheduled_at stays: it is in the past, so the job is due at once.
+		if _, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`); err != nil {
+			return nil, fmt.Errorf("jobs: requeue interrupted jobs: %w", err)
+		}
 	}
 	workers := river.NewWorkers()
 	client, err := river.NewClient(driver, &river.Config{
@@ -163,3 +172,25 @@ func Cancel(err error) error { return river.JobCancel(err) }
 
 // Snooze runs the job again after d without counting it as a failure (throttling).
 func Snooze(d time.Duration) error { return river.JobSnooze(d) }
+
+// riverMigrationLock is the PostgreSQL advisory lock key that serialises River's migrations: several
+// instances starting together would otherwise race creating the same types and tables.
+const riverMigrationLock = 7_270_414_002
+
+func migrate(ctx context.Context, db *sql.DB, postgres bool, migrator *rivermigrate.Migrator[*sql.Tx]) error {
+	if postgres {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("jobs: migrate: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, riverMigrationLock); err != nil {
+			return fmt.Errorf("jobs: migration lock: %w", err)
+		}
+		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, riverMigrationLock)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("jobs: migrate: %w", err)
+	}
+	return nil
+}
