@@ -189,6 +189,13 @@ func (s *Service) FindOrCreate(ctx context.Context, workspaceID string, in Chann
 		}
 	}
 	if err := s.repo.CreateConversation(ctx, c, nil); err != nil {
+		if errors.Is(err, ErrDuplicate) {
+			// Another instance created it a moment ago (the lock above is per process; the
+			// database's unique index is what holds across instances): use theirs.
+			if existing, ferr := repo.FindChannelConversation(ctx, workspaceID, in.Type, in.ChannelID, in.CustomerID); ferr == nil && existing != nil {
+				return existing, false, nil
+			}
+		}
 		return nil, false, fmt.Errorf("create conversation: %w", err)
 	}
 	s.publish(workspaceID, c, nil)

@@ -41,6 +41,9 @@ var (
 	ErrNotFound          = errors.New("conversation not found")
 	ErrAssistantNotFound = errors.New("assistant not found")
 	ErrEnded             = errors.New("conversation has ended")
+	// ErrDuplicate is returned by the store when a conversation that must be unique (one open
+	// WhatsApp conversation per sender and customer) already exists.
+	ErrDuplicate = errors.New("conversation already exists")
 )
 
 // InputError is bad input: a clear message, nothing changed.

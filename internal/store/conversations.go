@@ -33,6 +33,9 @@ func (s *Store) CreateConversation(ctx context.Context, c *conversation.Conversa
 			last_message_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING pk`,
 			c.ID, c.WorkspaceID, string(c.Type), string(c.Status), c.AssistantID, c.CustomerID, c.CustomerName, c.ChannelID, string(meta),
 			ms(c.LastMessageAt), ms(c.CreatedAt), ms(c.UpdatedAt)).Scan(&pk)
+		if isUniqueViolation(err) {
+			return conversation.ErrDuplicate
+		}
 		if err != nil {
 			return fmt.Errorf("insert conversation: %w", err)
 		}
