@@ -1,0 +1,266 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// ChromiumPath is Debian's chromium, which CI installs (apt-get install -y chromium).
+const ChromiumPath = "/usr/bin/chromium"
+
+// newChrome starts a headless Chromium for one test. Without chromium the test is skipped with a
+// clear message, unless CI is set: then a missing browser is a failure.
+func newChrome(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(ChromiumPath); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium is not installed at %s and CI is set: browser tests must run (apt-get install -y chromium)", ChromiumPath)
+		}
+		t.Skipf("chromium is not installed at %s: browser tests skipped (install it with apt-get install -y chromium; CI=true makes this a failure)", ChromiumPath)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(ChromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1366, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	// The first run starts the browser for the context's whole life: no timeout on it.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		cancelCtx()
+		cancelAlloc()
+		t.Fatalf("start chromium: %v", err)
+	}
+	tctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	return tctx
+}
+
+// artifactDir is the repository's test-artifacts/ (git-ignored), where screenshots go.
+func artifactDir(t *testing.T) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+	out := filepath.Join(dir, "test-artifacts", "dashboard")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// screenshot saves the whole page as test-artifacts/dashboard/<name>.png.
+func screenshot(t *testing.T, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		buf, err := chromedp.FullScreenshot(100)(ctx, tg)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(artifactDir(t), name+".png"), buf, 0o644)
+	})
+}
+
+// do runs steps, saving a screenshot of the page when one fails.
+func do(t *testing.T, ctx context.Context, step string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		_ = chromedp.Do(ctx, screenshot(t, "failed-"+strings.ReplaceAll(step, " ", "-")))
+		t.Fatalf("%s: %v", step, err)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](t *testing.T, ctx context.Context, step string, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		_ = chromedp.Do(ctx, screenshot(t, "failed-"+strings.ReplaceAll(step, " ", "-")))
+		t.Fatalf("%s: %v", step, err)
+	}
+	return v
+}
+
+func eval[T any](t *testing.T, ctx context.Context, step, js string, opts ...chromedp.EvaluateOption) T {
+	t.Helper()
+	return get(t, ctx, step, chromedp.Evaluate[T](js, opts...))
+}
+
+// waitJS evaluates expr until it is true, across navigations (which destroy the page's context
+// under a running poll).
+func waitJS(t *testing.T, ctx context.Context, step, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr)); err == nil && ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = chromedp.Do(ctx, screenshot(t, "failed-"+strings.ReplaceAll(step, " ", "-")))
+	t.Fatalf("%s: %s never became true", step, expr)
+}
+
+func poll(expr string, timeout time.Duration) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout))
+}
+
+// TestBrowserDashboard walks the dashboard in a real Chromium on seeded data of every type:
+// log in, the list's badges and count, a filter (URL, back button), the export of the filtered
+// set, a detail page with tool calls, variables and cost, a live message, the metrics charts and
+// a test chat.
+func TestBrowserDashboard(t *testing.T) {
+	// The server starts first so that its cleanup runs last, after the browser closed its
+	// event streams (httptest.Server.Close waits for open requests).
+	e := newEnv(t)
+	s := seed(t, e)
+	ctx := newChrome(t)
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+
+	// Log in.
+	do(t, ctx, "login",
+		chromedp.Navigate(e.URL+"/"),
+		chromedp.WaitVisible(css(`#email`)),
+		chromedp.SendKeys(css(`#email`), testEmail),
+		chromedp.SendKeys(css(`#password`), testPassword),
+		chromedp.Click(css(`button[type=submit]`)),
+		chromedp.WaitVisible(css(`#conversation-list`)),
+		screenshot(t, "01-conversations"),
+	)
+	if nav := get(t, ctx, "nav count", chromedp.Text(css(`#nav-count`))); nav != "7" {
+		t.Fatalf("navigation count %q, want 7", nav)
+	}
+
+	// Every type has its badge, in its colour.
+	badges := eval[map[string]string](t, ctx, "badges", `(() => { const out = {}; for (const b of document.querySelectorAll('#conversation-list .badge'))
+		out[b.textContent] = getComputedStyle(b).backgroundColor; return out; })()`)
+	want := map[string]string{"WhatsApp": "rgb(22, 163, 74)", "Web Widget": "rgb(124, 58, 237)", "Test": "rgb(234, 88, 12)", "API": "rgb(107, 114, 128)"}
+	for label, colour := range want {
+		if badges[label] != colour {
+			t.Errorf("badge %q colour %q, want %q", label, badges[label], colour)
+		}
+	}
+
+	// Filter by type: the URL changes, the rows and the count follow; back returns to all.
+	if _, err := chromedp.RunResponse(ctx,
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			// Choosing a type applies the filter at once (the page's JS submits the form).
+			_, err := chromedp.Evaluate[bool](`(() => { const s = document.querySelector('#f-type'); s.value = 'test';
+				s.dispatchEvent(new Event('change')); return true; })()`)(ctx, tg)
+			return err
+		}),
+	); err != nil {
+		t.Fatalf("filter: %v", err)
+	}
+	do(t, ctx, "filtered", chromedp.WaitVisible(css(`#conversation-list`)), screenshot(t, "02-filtered"))
+	url := get(t, ctx, "location", chromedp.Location())
+	rows := eval[int](t, ctx, "rows", `document.querySelectorAll('#conversation-list tr[data-id]').length`)
+	count := get(t, ctx, "count", chromedp.Text(css(`#result-count`)))
+	if !strings.HasSuffix(url, "/conversations?type=test") || rows != 3 || count != "3 conversations match the filters" {
+		t.Fatalf("filtered: url %s, %d rows, count %q", url, rows, count)
+	}
+
+	// The export button exports exactly the filtered set.
+	type exportSummary struct {
+		Types []string
+		IDs   []string
+	}
+	exported := eval[exportSummary](t, ctx, "export", `fetch(document.querySelector('#export-jsonl').href).then(r => r.text()).then(txt => {
+		const rows = txt.trim().split('\n').map(l => JSON.parse(l));
+		return {Types: [...new Set(rows.map(r => r.conversation_type))], IDs: [...new Set(rows.map(r => r.conversation_id))].sort()};
+	})`, chromedp.EvalAwaitPromise)
+	listed := eval[[]string](t, ctx, "listed ids", `[...document.querySelectorAll('#conversation-list tr[data-id]')].map(r => r.dataset.id).sort()`)
+	if fmt.Sprint(exported.Types) != "[test]" || fmt.Sprint(exported.IDs) != fmt.Sprint(listed) {
+		t.Fatalf("export %v %v, list %v", exported.Types, exported.IDs, listed)
+	}
+
+	eval[bool](t, ctx, "back", `history.back(); true`)
+	waitJS(t, ctx, "back to all", `!location.search.includes('type=') && document.querySelectorAll('#conversation-list tr[data-id]').length === 7`)
+
+	// A conversation with a tool call, variables and cost.
+	do(t, ctx, "detail",
+		chromedp.Navigate(e.URL+"/conversations/"+s.Rich),
+		chromedp.WaitVisible(css(`details[data-tool=lookup_order] summary`)),
+		chromedp.Click(css(`details[data-tool=lookup_order] summary`)),
+		chromedp.WaitVisible(css(`details[data-tool=lookup_order] pre`)),
+		screenshot(t, "03-detail"),
+	)
+	args := get(t, ctx, "tool args", chromedp.Text(css(`details[data-tool=lookup_order] pre`)))
+	vars := get(t, ctx, "variables", chromedp.Text(css(`#variables`)))
+	cost := get(t, ctx, "cost", chromedp.Text(css(`#u-cost`)))
+	if !strings.Contains(args, `"order": "ACME-1234"`) || !strings.Contains(vars, "plan") || !strings.Contains(vars, "flow") ||
+		!strings.Contains(vars, "buyera@example.com") || cost != "$0.00175" {
+		t.Fatalf("detail: args %q, variables %q, cost %q", args, vars, cost)
+	}
+
+	// A message posted through the API while the page is open appears without a reload.
+	do(t, ctx, "open live page",
+		chromedp.Navigate(e.URL+"/conversations/"+s.Test[0]),
+		poll(`!!document.querySelector('#live-status[data-live]')`, 20*time.Second),
+	)
+	eval[bool](t, ctx, "marker", `window.__marker = 'same page'; true`)
+	e.MustDo(200, "POST", "/api/v1/conversations/"+s.Test[0]+"/messages", map[string]any{"text": "live message from the API"})
+	do(t, ctx, "live message",
+		poll(`document.querySelector('#messages').textContent.includes('live message from the API')`, 20*time.Second),
+		screenshot(t, "04-live"),
+	)
+	if marker := eval[string](t, ctx, "marker", `window.__marker`); marker != "same page" {
+		t.Fatal("the page reloaded to show the message")
+	}
+
+	// The metrics page draws its SVG charts.
+	do(t, ctx, "metrics",
+		chromedp.Navigate(e.URL+"/metrics"),
+		chromedp.WaitVisible(css(`#chart-per-day`)),
+		screenshot(t, "05-metrics"),
+	)
+	charts := eval[map[string]int](t, ctx, "charts", `({bars: document.querySelectorAll('#chart-per-day rect.bar').length,
+		cells: document.querySelectorAll('#chart-heatmap rect.cell').length,
+		cost: document.querySelectorAll('#chart-cost polyline').length,
+		filled: [...document.querySelectorAll('#chart-per-day rect.bar')].filter(r => r.getBBox().height > 0).length})`)
+	if charts["bars"] != 30 || charts["cells"] != 168 || charts["cost"] != 1 || charts["filled"] < 1 {
+		t.Fatalf("charts %v", charts)
+	}
+
+	// Test chat: pick the assistant, chat, the answer streams in.
+	do(t, ctx, "test chat",
+		chromedp.Navigate(e.URL+"/test-chat"),
+		chromedp.SetValue(css(`#tc-assistant`), s.AssistantID),
+		chromedp.Click(css(`#start-chat button[type=submit]`)),
+		chromedp.WaitVisible(css(`#chat-form`)),
+		chromedp.SendKeys(css(`#chat-text`), "hello bot, my email is chat@example.com"),
+		chromedp.Click(css(`#chat-form button[type=submit]`)),
+		poll(`document.querySelector('#chat-form').dataset.done === '1'`, 30*time.Second),
+		screenshot(t, "06-test-chat"),
+	)
+	if n := eval[int](t, ctx, "assistant messages", `document.querySelectorAll('#messages li.role-assistant').length`); n < 1 {
+		t.Fatal("no assistant message in the test chat")
+	}
+	list := e.MustDo(200, "GET", "/api/v1/conversations?type=test", nil)
+	if n := len(list["data"].([]any)); n != 4 {
+		t.Fatalf("%d test conversations after the chat, want 4", n)
+	}
+}
