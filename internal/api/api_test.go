@@ -232,6 +232,20 @@ func TestFoundationFlow(t *testing.T) {
 		if bd := m["by_day"].([]any); len(bd) != 1 || bd[0].(map[string]any)["date"] != today {
 			t.Fatalf("by_day: %v", bd)
 		}
+		// Both conversations started in this hour of this weekday (UTC); every other cell is empty.
+		created, _ := time.Parse(time.RFC3339Nano, test["created_at"].(string))
+		var hourTotal float64
+		for _, h := range m["by_hour"].([]any) {
+			hm := h.(map[string]any)
+			hourTotal += hm["conversations"].(float64)
+			if int(hm["hour"].(float64)) == created.Hour() && hm["conversations"].(float64) != 2 {
+				t.Fatalf("by_hour: %v", m["by_hour"])
+			}
+		}
+		week := m["by_weekday_hour"].([]any)
+		if hourTotal != 2 || week[int(created.Weekday())].([]any)[created.Hour()].(float64) != 2 {
+			t.Fatalf("by_weekday_hour[%d][%d]: %v", created.Weekday(), created.Hour(), week)
+		}
 		if m2 := e.MustDo(200, "GET", "/api/v1/metrics?type=api", nil); m2["total_conversations"].(float64) != 1 || m2["response_rate"].(float64) != 0.5 {
 			t.Fatalf("metrics?type=api: %v", m2)
 		}

@@ -15,9 +15,9 @@ type Filter struct {
 	Types       []string
 }
 
-// Bucket is one rollup row: an hour, an assistant, a conversation type.
+// Bucket is one day of one assistant's rollups (all conversation types the filter keeps).
 type Bucket struct {
-	Hour          time.Time
+	Day           time.Time
 	AssistantID   string
 	Conversations int64
 	Messages      int64
@@ -29,9 +29,11 @@ type Bucket struct {
 	CostMicros    int64
 }
 
-// Source reads rollups.
+// Source reads rollups, aggregated by the database: per day and assistant, and conversations
+// started per hour of the week (UTC, Sunday first).
 type Source interface {
 	Rollups(ctx context.Context, workspaceID string, f Filter, fn func(Bucket) error) error
+	HourOfWeek(ctx context.Context, workspaceID string, f Filter) ([7][24]int64, error)
 	AssistantNames(ctx context.Context, workspaceID string) (map[string]string, error)
 }
 
@@ -108,12 +110,10 @@ func ratio(a, b int64) float64 {
 func Compute(ctx context.Context, src Source, workspaceID string, f Filter) (*Report, error) {
 	var all totals
 	days := map[string]*Day{}
-	var hours [24]int64
-	var weekly [7][24]int64
 	perAssistant := map[string]*totals{}
 	err := src.Rollups(ctx, workspaceID, f, func(b Bucket) error {
 		all.add(b)
-		key := b.Hour.UTC().Format("2006-01-02")
+		key := b.Day.UTC().Format("2006-01-02")
 		d := days[key]
 		if d == nil {
 			d = &Day{Date: key}
@@ -122,9 +122,6 @@ func Compute(ctx context.Context, src Source, workspaceID string, f Filter) (*Re
 		d.Conversations += b.Conversations
 		d.Messages += b.Messages
 		d.CostMicros += b.CostMicros
-		h := b.Hour.UTC()
-		hours[h.Hour()] += b.Conversations
-		weekly[h.Weekday()][h.Hour()] += b.Conversations
 		a := perAssistant[b.AssistantID]
 		if a == nil {
 			a = &totals{}
@@ -135,6 +132,16 @@ func Compute(ctx context.Context, src Source, workspaceID string, f Filter) (*Re
 	})
 	if err != nil {
 		return nil, err
+	}
+	weekly, err := src.HourOfWeek(ctx, workspaceID, f)
+	if err != nil {
+		return nil, err
+	}
+	var hours [24]int64
+	for wd := range weekly {
+		for h, n := range weekly[wd] {
+			hours[h] += n
+		}
 	}
 	names, err := src.AssistantNames(ctx, workspaceID)
 	if err != nil {

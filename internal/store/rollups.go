@@ -47,9 +47,8 @@ func (r rollups) flush(tx *sql.Tx, workspaceID, assistantID, typ string) error {
 	return nil
 }
 
-// Rollups streams the hourly rollups that match f, summed over conversation types.
-func (s *Store) Rollups(ctx context.Context, workspaceID string, f metrics.Filter, fn func(metrics.Bucket) error) error {
-	var q sqlBuilder
+// rollupWhere is the WHERE clause of the metrics filter over rollup_hourly.
+func rollupWhere(q *sqlBuilder, workspaceID string, f metrics.Filter) string {
 	conds := []string{`workspace_id = ` + q.arg(workspaceID)}
 	if f.From != nil {
 		conds = append(conds, `bucket >= `+q.arg(f.From.Unix()))
@@ -67,25 +66,57 @@ func (s *Store) Rollups(ctx context.Context, workspaceID string, f metrics.Filte
 		}
 		conds = append(conds, `type IN (`+strings.Join(ph, ", ")+`)`)
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT bucket, assistant_id, CAST(SUM(conversations) AS BIGINT), CAST(SUM(messages) AS BIGINT), CAST(SUM(inbound) AS BIGINT), CAST(SUM(answered) AS BIGINT),
-		CAST(SUM(response_ms_sum) AS BIGINT), CAST(SUM(tokens_in) AS BIGINT), CAST(SUM(tokens_out) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT) FROM rollup_hourly WHERE `+strings.Join(conds, " AND ")+
-		` GROUP BY bucket, assistant_id`, q.args...)
+	return strings.Join(conds, " AND ")
+}
+
+// Rollups streams the rollups that match f summed per day and assistant: the database does the
+// aggregation, so a year of hourly rows comes back as a few hundred.
+func (s *Store) Rollups(ctx context.Context, workspaceID string, f metrics.Filter, fn func(metrics.Bucket) error) error {
+	var q sqlBuilder
+	where := rollupWhere(&q, workspaceID, f)
+	rows, err := s.read.QueryContext(ctx, `SELECT bucket / 86400, assistant_id, CAST(SUM(conversations) AS BIGINT), CAST(SUM(messages) AS BIGINT),
+		CAST(SUM(inbound) AS BIGINT), CAST(SUM(answered) AS BIGINT), CAST(SUM(response_ms_sum) AS BIGINT), CAST(SUM(tokens_in) AS BIGINT),
+		CAST(SUM(tokens_out) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT) FROM rollup_hourly WHERE `+where+` GROUP BY bucket / 86400, assistant_id`, q.args...)
 	if err != nil {
 		return fmt.Errorf("read rollups: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var b metrics.Bucket
-		var hour int64
-		if err := rows.Scan(&hour, &b.AssistantID, &b.Conversations, &b.Messages, &b.Inbound, &b.Answered, &b.ResponseMSSum, &b.TokensIn, &b.TokensOut, &b.CostMicros); err != nil {
+		var day int64
+		if err := rows.Scan(&day, &b.AssistantID, &b.Conversations, &b.Messages, &b.Inbound, &b.Answered, &b.ResponseMSSum, &b.TokensIn, &b.TokensOut, &b.CostMicros); err != nil {
 			return err
 		}
-		b.Hour = time.Unix(hour, 0).UTC()
+		b.Day = time.Unix(day*86400, 0).UTC()
 		if err := fn(b); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
+}
+
+// HourOfWeek counts the conversations started in each hour of the week (UTC, Sunday first).
+// The Unix epoch began on a Thursday: hour 0 of the epoch is hour 4×24 of its week.
+func (s *Store) HourOfWeek(ctx context.Context, workspaceID string, f metrics.Filter) ([7][24]int64, error) {
+	var out [7][24]int64
+	var q sqlBuilder
+	where := rollupWhere(&q, workspaceID, f)
+	rows, err := s.read.QueryContext(ctx, `SELECT (bucket / 3600 + 96) % 168, CAST(SUM(conversations) AS BIGINT) FROM rollup_hourly
+		WHERE `+where+` AND conversations > 0 GROUP BY (bucket / 3600 + 96) % 168`, q.args...)
+	if err != nil {
+		return out, fmt.Errorf("read hours of week: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var how, n int64
+		if err := rows.Scan(&how, &n); err != nil {
+			return out, err
+		}
+		if how >= 0 && how < 168 {
+			out[how/24][how%24] += n
+		}
+	}
+	return out, rows.Err()
 }
 
 // AssistantNames maps every assistant id of the workspace (deleted ones too) to its name.
