@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -262,5 +263,93 @@ func TestBrowserDashboard(t *testing.T) {
 	list := e.MustDo(200, "GET", "/api/v1/conversations?type=test", nil)
 	if n := len(list["data"].([]any)); n != 4 {
 		t.Fatalf("%d test conversations after the chat, want 4", n)
+	}
+}
+
+// TestBrowserAPIPages drives the pages whose JS calls the JSON API with the session (and its
+// CSRF header): a knowledge base with a document and a search, a price, a WhatsApp template and
+// a widget (or, in a build without widgets, the "not available" message).
+func TestBrowserAPIPages(t *testing.T) {
+	e := newEnv(t)
+	s := seed(t, e)
+	ctx := newChrome(t)
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	do(t, ctx, "login",
+		chromedp.Navigate(e.URL+"/login"),
+		chromedp.SendKeys(css(`#email`), testEmail),
+		chromedp.SendKeys(css(`#password`), testPassword),
+		chromedp.Click(css(`button[type=submit]`)),
+		chromedp.WaitVisible(css(`#conversation-list`)),
+	)
+
+	do(t, ctx, "knowledge",
+		chromedp.Navigate(e.URL+"/knowledge"),
+		poll(`!document.querySelector('#kb-list .hint') || document.querySelector('#kb-list').textContent.includes('No knowledge')`, 10*time.Second),
+		chromedp.SendKeys(css(`#kb-name`), "Returns policy"),
+		chromedp.Click(css(`#kb-create button[type=submit]`)),
+		chromedp.WaitVisible(css(`#kb-detail`)),
+		chromedp.SendKeys(css(`#doc-title`), "Returns"),
+		chromedp.SendKeys(css(`#doc-content`), "Customers may return unworn shoes within 30 days for a full refund."),
+		chromedp.Click(css(`#doc-upload button[type=submit]`)),
+		poll(`document.querySelector('#doc-list').textContent.includes('Returns')`, 10*time.Second),
+		chromedp.SendKeys(css(`#kb-q`), "return shoes refund"),
+		chromedp.Click(css(`#kb-search button[type=submit]`)),
+		poll(`document.querySelector('#search-results').textContent.includes('30 days')`, 10*time.Second),
+		screenshot(t, "07-knowledge"),
+	)
+
+	do(t, ctx, "price",
+		chromedp.Navigate(e.URL+"/settings"),
+		poll(`document.querySelectorAll('#price-list tr').length > 0 && !document.querySelector('#price-list .hint')`, 10*time.Second),
+		chromedp.SendKeys(css(`#p-model`), "acme-large"),
+		chromedp.SendKeys(css(`#p-in`), "3"),
+		chromedp.SendKeys(css(`#p-out`), "15"),
+		chromedp.Click(css(`#price-form button[type=submit]`)),
+		poll(`document.querySelector('#price-list').textContent.includes('acme-large')`, 10*time.Second),
+		screenshot(t, "08-settings"),
+	)
+	prices := e.MustDo(200, "GET", "/api/v1/prices", nil)
+	found := false
+	for _, p := range prices["data"].([]any) {
+		if m := p.(map[string]any); m["model"] == "acme-large" && m["output_per_million_usd"] == 15.0 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the price saved in the browser is not in the API")
+	}
+
+	do(t, ctx, "whatsapp template",
+		chromedp.Navigate(e.URL+"/whatsapp"),
+		poll(`!document.querySelector('#template-list .hint')`, 10*time.Second),
+		chromedp.SendKeys(css(`#t-name`), "order_update"),
+		chromedp.Click(css(`#template-create button[type=submit]`)),
+		poll(`document.querySelector('#template-list').textContent.includes('order_update') || !document.querySelector('#api-error').hidden`, 10*time.Second),
+		screenshot(t, "09-whatsapp"),
+	)
+	if msg := eval[string](t, ctx, "template error", `document.querySelector('#api-error').hidden ? '' : document.querySelector('#api-error').textContent`); msg != "" {
+		t.Fatalf("template refused: %s", msg)
+	}
+
+	do(t, ctx, "widget",
+		chromedp.Navigate(e.URL+"/widgets"),
+		poll(`!document.querySelector('#widget-list .hint') || document.querySelector('#widget-list').textContent.includes('No widgets') || !document.querySelector('#api-error').hidden`, 10*time.Second),
+		chromedp.SetValue(css(`#w-assistant`), s.AssistantID),
+		chromedp.Click(css(`#widget-create button[type=submit]`)),
+		poll(`!document.querySelector('#widget-detail').hidden || !document.querySelector('#api-error').hidden`, 10*time.Second),
+		screenshot(t, "10-widgets"),
+	)
+	status := e.Do("GET", "/api/v1/widgets", nil).Status
+	msg := eval[string](t, ctx, "widget result", `document.querySelector('#api-error').hidden ? document.querySelector('#embed-snippet').value : 'ERR ' + document.querySelector('#api-error').textContent`)
+	switch {
+	case status == http.StatusNotFound && msg != "ERR This feature is not available in this build.":
+		t.Fatalf("widgets missing from this build, page says %q", msg)
+	case status == http.StatusOK && !strings.Contains(msg, "widget.js"):
+		t.Fatalf("widget created, embed snippet %q", msg)
+	case status == http.StatusOK:
+		href := eval[string](t, ctx, "preview link", `document.querySelector('#widget-preview').getAttribute('href')`)
+		if p := e.DoWith("", "GET", href, nil, nil); !strings.HasPrefix(href, "/widget/demo/") || p.Status != http.StatusOK {
+			t.Fatalf("preview link %q: %d", href, p.Status)
+		}
 	}
 }

@@ -23,7 +23,7 @@ const (
 )
 
 // newEnv starts Parley with a dashboard user in the default workspace.
-func newEnv(t *testing.T) *testenv.Env {
+func newEnv(t testing.TB) *testenv.Env {
 	t.Helper()
 	e := testenv.New(t)
 	if _, err := e.App.Auth.CreateUser(context.Background(), testEmail, testPassword, e.WorkspaceID); err != nil {
@@ -34,13 +34,13 @@ func newEnv(t *testing.T) *testenv.Env {
 
 // browser is an HTTP client with a cookie jar that does not follow redirects.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	e    *testenv.Env
 	c    *http.Client
 	csrf string
 }
 
-func newBrowser(t *testing.T, e *testenv.Env) *browser {
+func newBrowser(t testing.TB, e *testenv.Env) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, e: e, c: &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
@@ -130,7 +130,7 @@ type seeded struct {
 
 // seed creates an assistant and conversations of every type: test and api through the API,
 // whatsapp and widget directly through the conversation service.
-func seed(t *testing.T, e *testenv.Env) seeded {
+func seed(t testing.TB, e *testenv.Env) seeded {
 	t.Helper()
 	ctx := context.Background()
 	a := e.MustDo(201, "POST", "/api/v1/assistants", map[string]any{"name": "Support Bot", "system_prompt": "You are Support Bot for ACME.", "model": "builtin",

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -149,7 +150,7 @@ func buildCost(days []string, byDay map[string]metrics.Day) *lineChart {
 	}
 	c.Points = strings.Join(pts, " ")
 	for _, f := range []float64{0, 0.5, 1} {
-		c.YTicks = append(c.YTicks, tick{X: padL - 6, Y: c.Base - f*plotH, Label: "$" + trimFloat(top*f)})
+		c.YTicks = append(c.YTicks, tick{X: padL - 6, Y: c.Base - f*plotH, Label: "$" + strconv.FormatFloat(top*f, 'g', 3, 64)})
 	}
 	c.XTicks = xTicks(days, func(i int) float64 { return padL + float64(i)*step })
 	return c

@@ -355,7 +355,7 @@
     function show(w) {
       $("#widget-detail").hidden = false;
       $("#embed-snippet").value = w.embed_snippet || ('<script src="' + window.location.origin + '/widget.js" data-key="' + (w.public_key || "") + '" async></script>');
-      $("#widget-preview").src = "/widget/demo/" + encodeURIComponent(w.id);
+      $("#widget-preview").href = "/widget/demo/" + encodeURIComponent(w.id);
     }
     function load() {
       api("GET", "/api/v1/widgets").then(function (body) {
