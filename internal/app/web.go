@@ -8,7 +8,14 @@ import (
 	"github.com/parley-hq/parley/internal/web"
 )
 
-func init() { Register(Feature{Name: "web", Setup: setupWeb}) }
+func init() {
+	Register(Feature{Name: "web", Setup: setupWeb, Stop: func(ctx context.Context, a *App) error {
+		if h, ok := a.Extra["web"].(*web.Handler); ok {
+			h.Close() // end the dashboard's live streams so shutdown does not wait on browsers
+		}
+		return nil
+	}})
+}
 
 // setupWeb mounts the dashboard and lets its sessions call the API from the browser.
 func setupWeb(ctx context.Context, a *App) ([]server.Mount, error) {

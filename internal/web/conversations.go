@@ -305,6 +305,7 @@ func (h *Handler) conversationEvents(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	h.closeOnShutdown(r)
 	sub := h.Events.Subscribe(ws, id)
 	defer sub.Close()
 	flusher, _ := w.(http.Flusher)
@@ -344,6 +345,8 @@ func (h *Handler) conversationEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-h.done:
 			return
 		case <-ping.C:
 			if _, err := w.Write([]byte(": ping\n\n")); err != nil {

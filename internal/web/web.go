@@ -56,7 +56,26 @@ type Handler struct {
 
 	limitMu  sync.Mutex
 	limiters map[string]*loginLimiter
+
+	// done ends the live event streams when Parley shuts down (they would otherwise hold the
+	// server's graceful shutdown until each browser goes away).
+	done      chan struct{}
+	closeOnce sync.Once
+	servers   sync.Map // *http.Server whose Shutdown already closes the streams
 }
+
+// closeOnShutdown makes the serving http.Server's Shutdown end the live streams, so a graceful
+// shutdown does not wait for every open dashboard tab.
+func (h *Handler) closeOnShutdown(r *http.Request) {
+	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+		if _, seen := h.servers.LoadOrStore(srv, true); !seen {
+			srv.RegisterOnShutdown(h.Close)
+		}
+	}
+}
+
+// Close ends the open event streams.
+func (h *Handler) Close() { h.closeOnce.Do(func() { close(h.done) }) }
 
 // Patterns are the routes the dashboard mounts on the root mux, all served by the Handler.
 var Patterns = []string{
@@ -76,7 +95,7 @@ func New(d Deps) (*Handler, error) {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	h := &Handler{Deps: d, pages: map[string]*template.Template{}, now: func() time.Time { return time.Now().UTC() }, limiters: map[string]*loginLimiter{}}
+	h := &Handler{Deps: d, pages: map[string]*template.Template{}, now: func() time.Time { return time.Now().UTC() }, limiters: map[string]*loginLimiter{}, done: make(chan struct{})}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err

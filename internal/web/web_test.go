@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/web"
 )
 
@@ -297,6 +299,8 @@ func TestConversationDetail(t *testing.T) {
 		t.Errorf("other workspace: %d", p.Status)
 	}
 }
+
+var emptyButton = regexp.MustCompile(`<button[^>]*>\s*</button>`)
 
 var transcriptLine = regexp.MustCompile(`>\[\d\d:\d\d:\d\d\]</time> <strong class="who">User:</strong>`)
 
@@ -665,5 +669,109 @@ func TestShellPages(t *testing.T) {
 	}
 	if p := b.get("/dashboard-assets/app.js"); p.Status != 200 || !strings.Contains(p.Body, "not available in this build") {
 		t.Errorf("app.js: %d", p.Status)
+	}
+}
+
+func TestEventStreamsEndOnShutdown(t *testing.T) {
+	e := newEnv(t)
+	s := seed(t, e)
+	b := newBrowser(t, e)
+	b.mustLogin()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: e.App.Handler()}
+	go func() { _ = srv.Serve(ln) }()
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/conversations/"+s.Test[0]+"/events", nil)
+	resp, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, _ := bufio.NewReader(resp.Body).ReadString('\n'); !strings.HasPrefix(line, ": connected") {
+		t.Fatalf("stream did not start: %q", line)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown waited on the open event stream: %v", err)
+	}
+}
+
+func TestExpiredSessionIsRefused(t *testing.T) {
+	e := newEnv(t)
+	b := newBrowser(t, e)
+	b.mustLogin()
+	if _, err := e.App.Store.DB().Exec(`UPDATE sessions SET expires_at = $1`, time.Now().Add(-time.Minute).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if p := b.get("/conversations"); p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Header.Get("Location"), "/login") {
+		t.Fatalf("expired session: %d", p.Status)
+	}
+	if p := b.get("/api/v1/assistants"); p.Status != http.StatusUnauthorized {
+		t.Fatalf("expired session on the API: %d", p.Status)
+	}
+}
+
+func TestConversationCounts(t *testing.T) {
+	e := newEnv(t)
+	s := seed(t, e)
+	ctx := context.Background()
+	n, err := e.App.Store.ConversationCount(ctx, e.WorkspaceID)
+	if err != nil || n != 7 {
+		t.Fatalf("count %d %v", n, err)
+	}
+	_, ws2 := e.NewKey("empty")
+	if n, _ := e.App.Store.ConversationCount(ctx, ws2); n != 0 {
+		t.Fatalf("empty workspace count %d", n)
+	}
+	cases := []struct {
+		f    conversation.Filter
+		max  int
+		want int64
+	}{
+		{conversation.Filter{Types: []conversation.Type{conversation.TypeTest}}, 100, 3},
+		{conversation.Filter{Types: []conversation.Type{conversation.TypeTest, conversation.TypeAPI}}, 100, 5},
+		{conversation.Filter{Types: []conversation.Type{conversation.TypeTest}}, 2, 3}, // capped: max+1 means "more"
+		{conversation.Filter{AssistantID: s.AssistantID, Limit: 1, Cursor: "ignored"}, 100, 7},
+		{conversation.Filter{Customer: "+55 11 99999-0000"}, 100, 1},
+	}
+	for i, c := range cases {
+		got, err := e.App.Store.CountConversations(ctx, e.WorkspaceID, c.f, c.max)
+		if err != nil || got != c.want {
+			t.Errorf("case %d: %d %v, want %d", i, got, err, c.want)
+		}
+	}
+	// Deleting conversations (retention, erasure) keeps the counter right.
+	if _, err := e.App.Store.DB().Exec(`DELETE FROM conversations WHERE id = $1`, s.Widget); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.App.Store.ConversationCount(ctx, e.WorkspaceID); n != 6 {
+		t.Fatalf("after delete %d", n)
+	}
+}
+
+func TestEveryControlHasALabel(t *testing.T) {
+	e := newEnv(t)
+	s := seed(t, e)
+	b := newBrowser(t, e)
+	if p := b.get("/login"); len(controlID.FindAllString(p.Body, -1)) == 0 {
+		t.Fatal("login page has no controls")
+	}
+	b.mustLogin()
+	for _, path := range []string{"/conversations", "/conversations/" + s.WhatsApp, "/conversations/" + s.Rich, "/metrics", "/assistants/" + s.AssistantID, "/test-chat?c=" + s.Test[0]} {
+		p := b.do("GET", path, nil, http.Header{"Accept": {"text/html"}})
+		if p.Status != 200 {
+			t.Fatalf("%s: %d", path, p.Status)
+		}
+		for _, m := range controlID.FindAllStringSubmatch(p.Body, -1) {
+			if !strings.Contains(p.Body, `for="`+m[1]+`"`) {
+				t.Errorf("%s: control #%s has no label", path, m[1])
+			}
+		}
+		if emptyButton.MatchString(p.Body) {
+			t.Errorf("%s: a button without text", path)
+		}
 	}
 }
