@@ -168,15 +168,12 @@ func (s *Store) RevokeAPIKey(ctx context.Context, workspaceID, id string, at tim
 	})
 }
 
-// ConversationCount is the workspace's number of conversations: a counter kept by triggers on
-// SQLite, a plain count elsewhere.
+// ConversationCount is the workspace's number of conversations: a counter that triggers keep, so
+// reading it costs the same on a million conversations as on ten.
 func (s *Store) ConversationCount(ctx context.Context, workspaceID string) (int64, error) {
-	q := `SELECT COALESCE((SELECT total FROM conversation_counts WHERE workspace_id = $1), 0)`
-	if s.dialect != "sqlite" {
-		q = `SELECT COUNT(*) FROM conversations WHERE workspace_id = $1`
-	}
 	var n int64
-	if err := s.read.QueryRowContext(ctx, q, workspaceID).Scan(&n); err != nil {
+	err := s.read.QueryRowContext(ctx, `SELECT COALESCE((SELECT total FROM conversation_counts WHERE workspace_id = $1), 0)`, workspaceID).Scan(&n)
+	if err != nil {
 		return 0, fmt.Errorf("conversation count: %w", err)
 	}
 	return n, nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/testenv"
 	"github.com/parley-hq/parley/internal/web"
 )
 
@@ -774,4 +775,33 @@ func TestEveryControlHasALabel(t *testing.T) {
 			t.Errorf("%s: a button without text", path)
 		}
 	}
+}
+
+// TestDashboardOnEveryBackend logs in, lists, counts and opens a conversation on SQLite and, when
+// PARLEY_TEST_POSTGRES_URL is set, PostgreSQL.
+func TestDashboardOnEveryBackend(t *testing.T) {
+	testenv.EachBackend(t, func(t *testing.T, e *testenv.Env) {
+		if _, err := e.App.Auth.CreateUser(context.Background(), testEmail, testPassword, e.WorkspaceID); err != nil {
+			t.Fatal(err)
+		}
+		s := seed(t, e)
+		b := newBrowser(t, e)
+		b.mustLogin()
+		p := b.get("/conversations?type=test")
+		if got := strings.Count(p.Body, `<tr data-id=`); got != 3 || !strings.Contains(p.Body, `title="Total conversations">7<`) {
+			t.Fatalf("list: %d rows", got)
+		}
+		if p := b.get("/conversations/" + s.Rich); p.Status != 200 || !strings.Contains(p.Body, "lookup_order") {
+			t.Fatalf("detail: %d", p.Status)
+		}
+		if _, err := e.App.Store.DB().Exec(`DELETE FROM conversations WHERE id = $1`, s.Widget); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := e.App.Store.ConversationCount(context.Background(), e.WorkspaceID); err != nil || n != 6 {
+			t.Fatalf("count after delete: %d %v", n, err)
+		}
+		if p := b.post("/logout", nil); p.Status != http.StatusSeeOther {
+			t.Fatalf("logout: %d", p.Status)
+		}
+	})
 }
