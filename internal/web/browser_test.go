@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/parley-hq/parley/internal/conversation"
 )
 
 // ChromiumPath is Debian's chromium, which CI installs (apt-get install -y chromium).
@@ -230,6 +232,22 @@ func TestBrowserDashboard(t *testing.T) {
 	)
 	if marker := eval[string](t, ctx, "marker", `window.__marker`); marker != "same page" {
 		t.Fatal("the page reloaded to show the message")
+	}
+
+	// A WhatsApp delivery report moves the message's ticks on the open page.
+	do(t, ctx, "whatsapp page",
+		chromedp.Navigate(e.URL+"/conversations/"+s.WhatsApp),
+		poll(`!!document.querySelector('#live-status[data-live]') && !!document.querySelector('.tick-delivered')`, 20*time.Second),
+	)
+	if _, err := e.App.Conversations.UpdateStatus(context.Background(), e.WorkspaceID, conversation.StatusUpdate{ExternalID: "wamid.SEEDED1", Status: "read"}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "read ticks",
+		poll(`!!document.querySelector('.tick-read') && !document.querySelector('.tick-delivered')`, 20*time.Second),
+		screenshot(t, "04b-whatsapp-read"),
+	)
+	if w := get(t, ctx, "window", chromedp.Text(css(`#conv-window`))); w != "window closed" {
+		t.Fatalf("window %q", w)
 	}
 
 	// The metrics page draws its SVG charts.

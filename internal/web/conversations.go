@@ -399,12 +399,14 @@ type stateJSON struct {
 	TokensOut    int64  `json:"tokens_out"`
 	Cost         string `json:"cost"`
 	Window       string `json:"window,omitempty"`
+	// WindowExpires is when the WhatsApp window closes (RFC 3339), for the page's countdown.
+	WindowExpires string `json:"window_expires,omitempty"`
 }
 
 func convState(c *conversation.Conversation, now time.Time) stateJSON {
 	st := stateJSON{Status: string(c.Status), MessageCount: c.MessageCount, TokensIn: c.TokensIn, TokensOut: c.TokensOut, Cost: usd(c.CostMicros)}
 	if c.Type == conversation.TypeWhatsApp {
-		st.Window = windowText(c, now)
+		st.Window, st.WindowExpires = windowText(c, now), windowExpires(c)
 	}
 	return st
 }

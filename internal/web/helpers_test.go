@@ -165,7 +165,7 @@ func seed(t testing.TB, e *testenv.Env) seeded {
 		{ID: ids.New(), ConversationID: s.WhatsApp, Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "audio", Text: "",
 			Media: &conversation.Media{ID: "m1", MimeType: "audio/ogg", URL: "/api/v1/whatsapp/media/m1", Transcript: "I want to change my order"}, CreatedAt: now.Add(-25 * time.Hour)},
 		{ID: ids.New(), ConversationID: s.WhatsApp, Role: conversation.RoleAssistant, Direction: conversation.Outbound, Type: "text", Text: "Sure, which order?",
-			Status: "read", TokensIn: 1200, TokensOut: 30, CostMicros: 2500, LatencyMS: &lat, CreatedAt: now.Add(-25 * time.Hour).Add(time.Second)},
+			ExternalID: "wamid.SEEDED1", Status: "delivered", TokensIn: 1200, TokensOut: 30, CostMicros: 2500, LatencyMS: &lat, CreatedAt: now.Add(-25 * time.Hour).Add(time.Second)},
 	}})
 	if err != nil {
 		t.Fatalf("seed whatsapp messages: %v", err)

@@ -284,7 +284,7 @@ func TestConversationDetail(t *testing.T) {
 		}
 	}
 	wa := b.get("/conversations/" + s.WhatsApp)
-	for _, want := range []string{`<audio controls`, "Transcript:</strong> I want to change my order", `tick-read`, "✓✓", "window closed", `id="u-cost">$0.0025<`} {
+	for _, want := range []string{`<audio controls`, "Transcript:</strong> I want to change my order", `tick-delivered`, "✓✓", "window closed", `id="u-cost">$0.0025<`} {
 		if !strings.Contains(wa.Body, want) {
 			t.Errorf("whatsapp detail lacks %q", want)
 		}

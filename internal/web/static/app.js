@@ -109,10 +109,22 @@
     return pump();
   }
 
+  // appendMessage adds a transcript line, or replaces it when the message changed (a WhatsApp
+  // delivery status moving from sent to delivered to read, fresh media).
   function appendMessage(list, id, html) {
-    if (!list || document.getElementById("m-" + id)) return;
+    if (!list) return;
     var tpl = document.createElement("template");
     tpl.innerHTML = html; // rendered and escaped by the server's html/template
+    var old = document.getElementById("m-" + id);
+    if (old) {
+      var open = old.querySelectorAll("details[open]").length > 0;
+      var fresh = tpl.content.firstElementChild;
+      if (fresh) {
+        if (open) fresh.querySelectorAll("details").forEach(function (d) { d.open = true; });
+        old.replaceWith(fresh);
+      }
+      return;
+    }
     list.appendChild(tpl.content);
     var last = list.lastElementChild;
     if (last && last.scrollIntoView) last.scrollIntoView({ block: "nearest" });
@@ -160,6 +172,8 @@
         if (st) { st.textContent = s.status; st.className = "status status-" + s.status; }
         var set = function (id, v) { var e = document.getElementById(id); if (e) e.textContent = v; };
         set("u-messages", s.message_count); set("u-tokens-in", s.tokens_in); set("u-tokens-out", s.tokens_out); set("u-cost", s.cost);
+        var win = document.getElementById("conv-window");
+        if (win && s.window_expires) { win.setAttribute("data-expires", s.window_expires); tickWindows(); }
       });
       src.addEventListener("reload", function () { window.location.reload(); });
       src.addEventListener("error", function () { live.textContent = "Live updates interrupted; reconnecting…"; });
