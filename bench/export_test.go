@@ -12,6 +12,7 @@ import (
 	"github.com/parley-hq/parley/internal/api"
 	"github.com/parley-hq/parley/internal/app"
 	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/metrics"
 )
 
 // BenchmarkExportCSV streams the CSV export of generated data through the real handler code; the
@@ -46,3 +47,28 @@ type discardWriter struct{ h http.Header }
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkMetrics computes the metrics report over 90 days of rollups for 5 assistants and 4
+// conversation types (~43k hourly rows: the table's size follows time, not conversation count).
+func BenchmarkMetrics(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	a, err := app.Open(ctx, app.Config{DB: "sqlite://" + filepath.Join(dir, "p.db"), DataDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	ws, _ := a.Auth.EnsureWorkspace(ctx, "default")
+	if _, err := generate(ctx, a.Store.DB(), ws.ID, genConfig{Conversations: 50000, MessagesPer: 2, Days: 90, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	var cells int
+	_ = a.Store.DB().QueryRow(`SELECT COUNT(*) FROM rollup_hourly`).Scan(&cells)
+	b.ReportMetric(float64(cells), "rollup-rows")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := metrics.Compute(ctx, a.Store, ws.ID, metrics.Filter{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -108,6 +108,17 @@ func ratio(a, b int64) float64 {
 
 // Compute builds the report for a workspace.
 func Compute(ctx context.Context, src Source, workspaceID string, f Filter) (*Report, error) {
+	// The hour-of-week histogram scans the same rows as the daily sums: both run at once, each on
+	// its own connection.
+	type weekResult struct {
+		w   [7][24]int64
+		err error
+	}
+	weekc := make(chan weekResult, 1)
+	go func() {
+		w, err := src.HourOfWeek(ctx, workspaceID, f)
+		weekc <- weekResult{w, err}
+	}()
 	var all totals
 	days := map[string]*Day{}
 	perAssistant := map[string]*totals{}
@@ -130,13 +141,14 @@ func Compute(ctx context.Context, src Source, workspaceID string, f Filter) (*Re
 		a.add(b)
 		return nil
 	})
+	wr := <-weekc
 	if err != nil {
 		return nil, err
 	}
-	weekly, err := src.HourOfWeek(ctx, workspaceID, f)
-	if err != nil {
-		return nil, err
+	if wr.err != nil {
+		return nil, wr.err
 	}
+	weekly := wr.w
 	var hours [24]int64
 	for wd := range weekly {
 		for h, n := range weekly[wd] {
