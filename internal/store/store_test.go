@@ -136,6 +136,7 @@ func BenchmarkApplyMessage(b *testing.B) {
 	c, ws := seedConversation(b, s)
 	ctx := context.Background()
 	b.ReportAllocs()
+	b.SetParallelism(16) // 32 writers on 2 cores, as under webhook load: group commit batches them
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
