@@ -230,6 +230,12 @@ func TestBrowserDashboard(t *testing.T) {
 		poll(`document.querySelector('#messages').textContent.includes('live message from the API')`, 20*time.Second),
 		screenshot(t, "04-live"),
 	)
+	// Handed off elsewhere (the API): the page's status and actions follow, still without a reload.
+	e.MustDo(200, "POST", "/api/v1/conversations/"+s.Test[0]+"/handoff", map[string]any{"reason": "VIP"})
+	do(t, ctx, "status follows",
+		poll(`document.querySelector('#conv-status').textContent.trim() === 'handoff' &&
+			!document.querySelector('form[action$="/resume"]').hidden && document.querySelector('form[action$="/handoff"]').hidden`, 20*time.Second),
+	)
 	if marker := eval[string](t, ctx, "marker", `window.__marker`); marker != "same page" {
 		t.Fatal("the page reloaded to show the message")
 	}

@@ -170,6 +170,8 @@
         var s = JSON.parse(ev.data);
         var st = $("#conv-status .status");
         if (st) { st.textContent = s.status; st.className = "status status-" + s.status; }
+        // The actions follow the status (handed off, resumed or ended elsewhere).
+        $all("[data-when]").forEach(function (e) { e.hidden = e.getAttribute("data-when").split(" ").indexOf(s.status) < 0; });
         var set = function (id, v) { var e = document.getElementById(id); if (e) e.textContent = v; };
         set("u-messages", s.message_count); set("u-tokens-in", s.tokens_in); set("u-tokens-out", s.tokens_out); set("u-cost", s.cost);
         var win = document.getElementById("conv-window");
