@@ -10,12 +10,14 @@ const (
 	EventMessageCreated      = "message.created"
 	EventConversationEnded   = "conversation.ended"
 	EventHandoff             = "handoff"
+	// EventAppointmentScheduled follows the assistant's schedule_appointment tool call, with the slot.
+	EventAppointmentScheduled = "appointment.scheduled"
 )
 
 // ValidEvent reports whether e is a known event.
 func ValidEvent(e string) bool {
 	switch e {
-	case EventConversationCreated, EventMessageCreated, EventConversationEnded, EventHandoff:
+	case EventConversationCreated, EventMessageCreated, EventConversationEnded, EventHandoff, EventAppointmentScheduled:
 		return true
 	}
 	return false

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,11 +86,11 @@ func (s *Service) Create(ctx context.Context, workspaceID, rawURL string, evs []
 		return nil, &InputError{"url", "must be an http(s) URL"}
 	}
 	if len(evs) == 0 {
-		evs = []string{EventConversationCreated, EventMessageCreated, EventConversationEnded, EventHandoff}
+		evs = []string{EventConversationCreated, EventMessageCreated, EventConversationEnded, EventHandoff, EventAppointmentScheduled}
 	}
 	for _, e := range evs {
 		if !ValidEvent(e) {
-			return nil, &InputError{"events", fmt.Sprintf("%q is not one of conversation.created, message.created, conversation.ended, handoff", e)}
+			return nil, &InputError{"events", fmt.Sprintf("%q is not one of conversation.created, message.created, conversation.ended, handoff, appointment.scheduled", e)}
 		}
 	}
 	slices.Sort(evs)
@@ -193,6 +194,15 @@ func (s *Service) handle(ctx context.Context, ev events.Event) {
 		}
 		s.seen[m.ID] = true
 		items = append(items, item{EventMessageCreated, "message:" + m.ID, map[string]any{"conversation": convData, "message": messageData(m)}})
+		for _, tc := range m.ToolCalls {
+			if tc.Name != "schedule_appointment" || !strings.Contains(tc.Result, `"ok":true`) {
+				continue
+			}
+			var slot map[string]any
+			_ = json.Unmarshal(tc.Arguments, &slot)
+			items = append(items, item{EventAppointmentScheduled, "appointment:" + m.ID + ":" + tc.ID,
+				map[string]any{"conversation": convData, "appointment": slot, "message_id": m.ID}})
+		}
 	}
 	s.mu.Unlock()
 	if prev != c.Status && known || (!known && c.Status != conversation.StatusActive) {

@@ -58,7 +58,7 @@ func TestCreateValidates(t *testing.T) {
 			t.Fatalf("secret stored unsealed: %q", h.Secret)
 		}
 	}
-	if len(repo.hooks[1].Events) != 4 {
+	if len(repo.hooks[1].Events) != 5 {
 		t.Fatalf("default events %v", repo.hooks[1].Events)
 	}
 }
