@@ -354,6 +354,14 @@ func TestBrowserAPIPages(t *testing.T) {
 	if msg := eval[string](t, ctx, "template error", `document.querySelector('#api-error').hidden ? '' : document.querySelector('#api-error').textContent`); msg != "" {
 		t.Fatalf("template refused: %s", msg)
 	}
+	// The API's own error message is shown when it refuses (the same template again).
+	do(t, ctx, "duplicate template",
+		chromedp.Click(css(`#template-create button[type=submit]`)),
+		poll(`!document.querySelector('#api-error').hidden`, 10*time.Second),
+	)
+	if msg := get(t, ctx, "error text", chromedp.Text(css(`#api-error`))); !strings.Contains(msg, "already exists") || !strings.Contains(msg, "template_exists") {
+		t.Fatalf("duplicate template error %q", msg)
+	}
 
 	do(t, ctx, "widget",
 		chromedp.Navigate(e.URL+"/widgets"),
