@@ -332,6 +332,15 @@ func TestBrowserAPIPages(t *testing.T) {
 		poll(`document.querySelector('#price-list').textContent.includes('acme-large')`, 10*time.Second),
 		screenshot(t, "08-settings"),
 	)
+	do(t, ctx, "webhook",
+		chromedp.SendKeys(css(`#wh-url`), "https://hooks.example.com/parley"),
+		chromedp.Click(css(`#webhook-form button[type=submit]`)),
+		poll(`!document.querySelector('#webhook-secret').hidden || !document.querySelector('#api-error').hidden`, 10*time.Second),
+	)
+	if msg := eval[string](t, ctx, "webhook result", `document.querySelector('#api-error').hidden ? '' : document.querySelector('#api-error').textContent`); msg != "" {
+		t.Fatalf("webhook refused: %s", msg)
+	}
+	do(t, ctx, "webhook listed", poll(`document.querySelector('#webhook-list').textContent.includes('https://hooks.example.com/parley') && document.querySelector('#wh-secret').value.length > 10`, 10*time.Second))
 	prices := e.MustDo(200, "GET", "/api/v1/prices", nil)
 	found := false
 	for _, p := range prices["data"].([]any) {
