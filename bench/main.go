@@ -121,7 +121,7 @@ func run(conversations, messagesPer, days, queries, turns, clients int, ingestFo
 
 	// Cold start: exec to a 200 from /readyz, best of three.
 	// The benchmark sends far more than a client should: the per-key rate limit is off for it.
-	env := append(os.Environ(), "PARLEY_DB="+dbURL, "PARLEY_DATA_DIR="+dataDir, "PARLEY_API_RATE_LIMIT=0")
+	env := append(os.Environ(), "PARLEY_DB="+dbURL, "PARLEY_DATA_DIR="+dataDir, "PARLEY_API_RATE_LIMIT=0", "PARLEY_ALLOW_PRIVATE_NETWORKS=true")
 	if profileTo != "" {
 		pprofAddr, err := freePort()
 		if err != nil {

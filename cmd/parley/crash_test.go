@@ -58,7 +58,7 @@ func TestSIGKILLUnderIngestLosesNothing(t *testing.T) {
 	}))
 	defer graph.Close()
 
-	env := append(cleanEnv(), "PARLEY_SECRET_KEY=crash-test-secret-key-0123456789")
+	env := append(cleanEnv(), "PARLEY_SECRET_KEY=crash-test-secret-key-0123456789", "PARLEY_ALLOW_PRIVATE_NETWORKS=true")
 	addr := freeAddr(t)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--addr", addr)

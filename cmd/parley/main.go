@@ -111,6 +111,7 @@ func commonFlags(fs *flag.FlagSet, cfg *app.Config) {
 	}
 	cfg.TranscribeModel, cfg.VisionModel, cfg.EmbeddingModel = env("PARLEY_TRANSCRIBE_MODEL", ""), env("PARLEY_VISION_MODEL", ""), env("PARLEY_EMBEDDING_MODEL", "")
 	cfg.ToolsAllowPrivate, cfg.ExtractIdle = os.Getenv("PARLEY_TOOLS_ALLOW_PRIVATE") == "true", envDuration("PARLEY_EXTRACT_IDLE")
+	cfg.AllowPrivateNetworks = os.Getenv("PARLEY_ALLOW_PRIVATE_NETWORKS") == "true"
 }
 
 // secretEnv reads NAME, or the file named by NAME_FILE (for secrets mounted as files).

@@ -38,7 +38,7 @@ func TestTwoInstancesOnOnePostgres(t *testing.T) {
 	}
 	dsn := postgresOrSkip(t)
 	bin := buildBinary(t)
-	env := append(cleanEnv(), "PARLEY_DB="+dsn, "PARLEY_SECRET_KEY=scale-out-test-secret-key")
+	env := append(cleanEnv(), "PARLEY_DB="+dsn, "PARLEY_SECRET_KEY=scale-out-test-secret-key", "PARLEY_ALLOW_PRIVATE_NETWORKS=true")
 
 	var a, b string
 	var wg sync.WaitGroup

@@ -41,7 +41,12 @@ type Config struct {
 	// embeddings; whether HTTP tools may reach private addresses; idle time before extraction.
 	TranscribeModel, VisionModel, EmbeddingModel string
 	ToolsAllowPrivate                            bool
-	ExtractIdle                                  time.Duration
+	// AllowPrivateNetworks lets URLs that workspaces configure (a sender's Graph API URL and the
+	// media it points to, outgoing webhooks, HTTP tools, their own LLM provider) reach loopback and
+	// private addresses (PARLEY_ALLOW_PRIVATE_NETWORKS). Off: such URLs cannot probe the server's
+	// own network.
+	AllowPrivateNetworks bool
+	ExtractIdle          time.Duration
 }
 
 // App is a running Parley's parts.
@@ -76,6 +81,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	// One switch for every workspace-configured URL; the tools' older name still works.
+	cfg.AllowPrivateNetworks = cfg.AllowPrivateNetworks || cfg.ToolsAllowPrivate
+	cfg.ToolsAllowPrivate = cfg.AllowPrivateNetworks
 	if cfg.DataDir == "" {
 		cfg.DataDir = "parley-data"
 	}

@@ -669,7 +669,7 @@ func TestEndConversationToolExtractsAndImagesReachTheModel(t *testing.T) {
 func TestWorkspaceProviderCannotReachPrivateAddresses(t *testing.T) {
 	def := llmtest.New(t) // the server's own default provider may be local
 	own := llmtest.New(t)
-	e := newRuntimeEnv(t, def)
+	e := newRuntimeEnv(t, def, func(c *app.Config) { c.AllowPrivateNetworks = false }) // the guard, as in production
 	e.MustDo(201, "POST", "/api/v1/providers", map[string]any{"base_url": own.BaseURL(), "api_key": "k"})
 	aid := createAssistant(t, e, map[string]any{"model": "gpt-4o-mini"})
 	msgs := post(t, e, newConversation(t, e, aid), "Hi")

@@ -17,6 +17,7 @@ import (
 	"github.com/parley-hq/parley/internal/jobs"
 	"github.com/parley-hq/parley/internal/server"
 	"github.com/parley-hq/parley/internal/store"
+	"github.com/parley-hq/parley/internal/tools"
 	"github.com/parley-hq/parley/internal/webhooks"
 	"github.com/parley-hq/parley/internal/whatsapp"
 )
@@ -63,7 +64,7 @@ func setupWhatsApp(ctx context.Context, a *App) ([]server.Mount, error) {
 	}
 	svc := &whatsapp.Service{
 		Repo: a.Store, Box: a.Secrets, Conversations: a.Conversations, Jobs: q, Blobs: a.Blobs, Log: a.Config.Log,
-		HTTP:    &http.Client{Timeout: 60 * time.Second},
+		HTTP:    &http.Client{Timeout: 60 * time.Second, Transport: tools.GuardedTransport(a.Config.AllowPrivateNetworks)},
 		MediaAI: func() any { return a.Extra["media_ai"] },
 		Metrics: whatsapp.NewMetrics(a.Registry),
 	}
@@ -469,7 +470,8 @@ func setupWebhooks(ctx context.Context, a *App) ([]server.Mount, error) {
 	if !ok {
 		return nil, nil
 	}
-	svc := &webhooks.Service{Repo: a.Store, Box: a.Secrets, Jobs: q, Events: a.Events, Log: a.Config.Log}
+	svc := &webhooks.Service{Repo: a.Store, Box: a.Secrets, Jobs: q, Events: a.Events, Log: a.Config.Log,
+		HTTP: &http.Client{Timeout: 15 * time.Second, Transport: tools.GuardedTransport(a.Config.AllowPrivateNetworks)}}
 	svc.RegisterWorkers(q)
 	a.Extra["webhooks"] = svc
 	a.APIRoutes["POST /api/v1/webhooks"] = func(w http.ResponseWriter, r *http.Request) error {

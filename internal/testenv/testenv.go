@@ -32,7 +32,9 @@ type Env struct {
 func New(t testing.TB, configure ...func(*app.Config)) *Env {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := app.Config{DB: "sqlite://" + filepath.Join(dir, "parley.db"), DataDir: filepath.Join(dir, "data")}
+	// Test fakes (Graph API, LLM, webhook receivers) listen on loopback: allow it unless a test
+	// turns it off to check the guard.
+	cfg := app.Config{DB: "sqlite://" + filepath.Join(dir, "parley.db"), DataDir: filepath.Join(dir, "data"), AllowPrivateNetworks: true}
 	for _, c := range configure {
 		c(&cfg)
 	}
