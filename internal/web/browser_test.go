@@ -322,6 +322,20 @@ func TestBrowserAPIPages(t *testing.T) {
 		screenshot(t, "07-knowledge"),
 	)
 
+	// The assistant editor offers the knowledge bases as labelled checkboxes.
+	kbs := e.MustDo(200, "GET", "/api/v1/knowledge-bases", nil)["data"].([]any)
+	kbID := kbs[0].(map[string]any)["id"].(string)
+	do(t, ctx, "assistant knowledge",
+		chromedp.Navigate(e.URL+"/assistants/"+s.AssistantID),
+		chromedp.WaitVisible(css(`label[for="kb-`+kbID+`"]`)),
+		chromedp.Click(css(`#kb-`+kbID)),
+		chromedp.Click(css(`#assistant-form button[type=submit]`)),
+		chromedp.WaitVisible(css(`.flash`)),
+	)
+	if got := e.MustDo(200, "GET", "/api/v1/assistants/"+s.AssistantID, nil)["knowledge_base_ids"]; fmt.Sprint(got) != "["+kbID+"]" {
+		t.Fatalf("knowledge_base_ids %v", got)
+	}
+
 	do(t, ctx, "price",
 		chromedp.Navigate(e.URL+"/settings"),
 		poll(`document.querySelectorAll('#price-list tr').length > 0 && !document.querySelector('#price-list .hint')`, 10*time.Second),

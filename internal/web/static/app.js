@@ -249,10 +249,28 @@
   pages.assistant = function () {
     var hint = $("#kb-hint");
     if (!hint) return;
+    var input = $("#a-kbs");
     api("GET", "/api/v1/knowledge-bases").then(function (body) {
       var kbs = body.data || [];
-      if (!kbs.length) { hint.textContent = "No knowledge bases yet."; return; }
-      hint.textContent = "Available: " + kbs.map(function (k) { return k.name + " = " + k.id; }).join("; ");
+      if (!kbs.length) { hint.textContent = "No knowledge bases yet: create them on the Knowledge Bases page."; return; }
+      // One labelled checkbox per knowledge base, kept in step with the ids field.
+      hint.textContent = "";
+      var chosen = function () { return input.value.split(/[\s,]+/).filter(Boolean); };
+      var box = el("fieldset", null, "kb-choices");
+      box.appendChild(el("legend", "Knowledge bases"));
+      kbs.forEach(function (kb) {
+        var id = "kb-" + kb.id;
+        var cb = document.createElement("input");
+        cb.type = "checkbox"; cb.id = id; cb.value = kb.id; cb.checked = chosen().indexOf(kb.id) >= 0;
+        cb.addEventListener("change", function () {
+          var ids = chosen().filter(function (x) { return x !== kb.id; });
+          if (cb.checked) ids.push(kb.id);
+          input.value = ids.join(", ");
+        });
+        var label = el("label", kb.name); label.htmlFor = id; label.className = "check";
+        var row = el("div"); row.appendChild(cb); row.appendChild(label); box.appendChild(row);
+      });
+      hint.appendChild(box);
     }, function (err) { hint.textContent = err.unavailable ? "Knowledge bases are not available in this build." : err.message; });
   };
 
