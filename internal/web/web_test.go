@@ -805,3 +805,23 @@ func TestDashboardOnEveryBackend(t *testing.T) {
 		}
 	})
 }
+
+func TestLoginNextStaysOnSite(t *testing.T) {
+	e := newEnv(t)
+	cases := []struct{ next, want string }{
+		{"/metrics?type=test", "/metrics?type=test"},
+		{"//evil.example/x", "/conversations"},
+		{"https://evil.example/", "/conversations"},
+		{"/\\evil.example", "/conversations"},
+		{"", "/conversations"},
+	}
+	for _, c := range cases {
+		b := newBrowser(t, e)
+		p := b.get("/login?next=" + url.QueryEscape(c.next))
+		m := loginCSRFInput.FindStringSubmatch(p.Body)
+		p = b.do("POST", "/login", url.Values{"email": {testEmail}, "password": {testPassword}, "csrf_token": {m[1]}, "next": {c.next}}, nil)
+		if p.Status != http.StatusSeeOther || p.Header.Get("Location") != c.want {
+			t.Errorf("next %q: %d %q, want %q", c.next, p.Status, p.Header.Get("Location"), c.want)
+		}
+	}
+}
