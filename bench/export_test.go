@@ -18,23 +18,12 @@ import (
 // BenchmarkExportCSV streams the CSV export of generated data through the real handler code; the
 // figure to read is rows/s.
 func BenchmarkExportCSV(b *testing.B) {
-	ctx := context.Background()
-	dir := b.TempDir()
-	a, err := app.Open(ctx, app.Config{DB: "sqlite://" + filepath.Join(dir, "p.db"), DataDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	ws, _ := a.Auth.EnsureWorkspace(ctx, "default")
-	rows, err := generate(ctx, a.Store.DB(), ws.ID, genConfig{Conversations: 3000, MessagesPer: 10, Days: 30, Seed: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, wsID, rows := generatedApp(b, genConfig{Conversations: 3000, MessagesPer: 10, Days: 30, Seed: 1})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		w := discardWriter{h: http.Header{}}
 		r := httptest.NewRequest("GET", "/api/v1/conversations/export?format=csv", nil)
-		if err := api.StreamExport(&w, r, a.Conversations, ws.ID, conversation.Filter{}, "csv"); err != nil {
+		if err := api.StreamExport(&w, r, a.Conversations, wsID, conversation.Filter{}, "csv"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -52,23 +41,36 @@ func (d *discardWriter) WriteHeader(int)             {}
 // conversation types (~43k hourly rows: the table's size follows time, not conversation count).
 func BenchmarkMetrics(b *testing.B) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	a, err := app.Open(ctx, app.Config{DB: "sqlite://" + filepath.Join(dir, "p.db"), DataDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	ws, _ := a.Auth.EnsureWorkspace(ctx, "default")
-	if _, err := generate(ctx, a.Store.DB(), ws.ID, genConfig{Conversations: 50000, MessagesPer: 2, Days: 90, Seed: 1}); err != nil {
-		b.Fatal(err)
-	}
+	a, wsID, _ := generatedApp(b, genConfig{Conversations: 50000, MessagesPer: 2, Days: 90, Seed: 1})
 	var cells int
 	_ = a.Store.DB().QueryRow(`SELECT COUNT(*) FROM rollup_hourly`).Scan(&cells)
 	b.ReportMetric(float64(cells), "rollup-rows")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := metrics.Compute(ctx, a.Store, ws.ID, metrics.Filter{}); err != nil {
+		if _, err := metrics.Compute(ctx, a.Store, wsID, metrics.Filter{}); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// generatedApp opens a Parley on a fresh SQLite file filled by the generator; it returns the app,
+// the workspace id and the number of messages generated.
+func generatedApp(b *testing.B, cfg genConfig) (*app.App, string, int64) {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	a, err := app.Open(ctx, app.Config{DB: "sqlite://" + filepath.Join(dir, "p.db"), DataDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.Close() })
+	ws, err := a.Auth.EnsureWorkspace(ctx, "default")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows, err := generate(ctx, a.Store.DB(), ws.ID, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return a, ws.ID, rows
 }

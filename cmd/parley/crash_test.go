@@ -85,14 +85,7 @@ func TestSIGKILLUnderIngestLosesNothing(t *testing.T) {
 	base := "http://" + addr
 	first := start()
 
-	tok := exec.Command(bin, "token", "create")
-	tok.Dir, tok.Env = dir, env
-	out, err := tok.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	key := lines[len(lines)-1]
+	key := createKey(t, bin, dir, env)
 	api := func(method, path, body string) map[string]any {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)

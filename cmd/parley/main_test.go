@@ -89,18 +89,7 @@ func TestServeWithNoConfiguration(t *testing.T) {
 		t.Fatalf("not in WAL mode: %v", err)
 	}
 
-	tok := exec.Command(bin, "token", "create", "--name", "ci")
-	tok.Dir = dir
-	tok.Env = cleanEnv()
-	out, err := tok.Output()
-	if err != nil {
-		t.Fatalf("token create while serving: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	key := lines[len(lines)-1]
-	if !strings.HasPrefix(key, "prl_") {
-		t.Fatalf("last line is not a key: %q", out)
-	}
+	key := createKey(t, bin, dir, cleanEnv()) // a second process on the same SQLite file
 
 	call := func(method, path, body string) (int, map[string]any) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
@@ -230,4 +219,21 @@ func startServer(t *testing.T, bin, dir string, env []string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// createKey runs `parley token create` and returns the key from its last line of output.
+func createKey(t *testing.T, bin, dir string, env []string) string {
+	t.Helper()
+	tok := exec.Command(bin, "token", "create", "--name", "test")
+	tok.Dir, tok.Env = dir, env
+	out, err := tok.Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	key := lines[len(lines)-1]
+	if !strings.HasPrefix(key, "prl_") {
+		t.Fatalf("the last line is not a key: %q", out)
+	}
+	return key
 }

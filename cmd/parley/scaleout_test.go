@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -50,15 +49,7 @@ func TestTwoInstancesOnOnePostgres(t *testing.T) {
 		t.FailNow()
 	}
 
-	tok := exec.Command(bin, "token", "create")
-	tok.Dir = t.TempDir()
-	tok.Env = env
-	out, err := tok.Output()
-	if err != nil {
-		t.Fatalf("token create: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	key := lines[len(lines)-1]
+	key := createKey(t, bin, t.TempDir(), env)
 
 	call := func(base, method, path, body string) map[string]any {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))

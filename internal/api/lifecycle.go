@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-hq/parley/internal/server"
 	"github.com/parley-hq/parley/internal/store"
 )
 
@@ -127,9 +128,9 @@ func (a *API) audit(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		sw := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		sw := &server.StatusWriter{ResponseWriter: w, Code: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		if sw.status >= 400 || r.Pattern == "" || notAudited[r.Pattern] {
+		if sw.Code >= 400 || r.Pattern == "" || notAudited[r.Pattern] {
 			return
 		}
 		ws := workspace(r.Context())
@@ -138,29 +139,11 @@ func (a *API) audit(next http.Handler) http.Handler {
 		}
 		// Recorded after the answer: the audit write must not fail an action that already happened,
 		// so a failure is logged instead.
-		if err := a.Lifecycle.Audit(context.WithoutCancel(r.Context()), ws, store.AuditEntry{Actor: actor(r.Context()), Action: r.Pattern, Target: r.URL.Path, Status: sw.status, CreatedAt: time.Now().UTC()}); err != nil {
+		if err := a.Lifecycle.Audit(context.WithoutCancel(r.Context()), ws, store.AuditEntry{Actor: actor(r.Context()), Action: r.Pattern, Target: r.URL.Path, Status: sw.Code, CreatedAt: time.Now().UTC()}); err != nil {
 			WriteErrorLog(r, err)
 		}
 	})
 }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 type actorKey struct{}
 

@@ -16,19 +16,22 @@ func init() {
 const retentionEvery = time.Hour
 
 func startRetention(ctx context.Context, a *App) error {
-	go func() {
-		t := time.NewTicker(retentionEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				sweepRetention(ctx, a)
-			}
-		}
-	}()
+	go runEvery(ctx, retentionEvery, func() { sweepRetention(ctx, a) })
 	return nil
+}
+
+// runEvery calls fn every d until ctx ends.
+func runEvery(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 func sweepRetention(ctx context.Context, a *App) {

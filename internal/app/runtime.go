@@ -135,20 +135,11 @@ func startRuntime(ctx context.Context, a *App) error {
 		idle = DefaultExtractIdle
 	}
 	every := min(max(idle/4, time.Second), time.Minute)
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if _, err := rt.SweepIdle(ctx, time.Now(), idle); err != nil && ctx.Err() == nil {
-					rt.log.Warn("runtime: idle extraction sweep failed", "err", err)
-				}
-			}
+	go runEvery(ctx, every, func() {
+		if _, err := rt.SweepIdle(ctx, time.Now(), idle); err != nil && ctx.Err() == nil {
+			rt.log.Warn("runtime: idle extraction sweep failed", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 

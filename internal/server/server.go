@@ -120,34 +120,36 @@ func instrument(reg *prometheus.Registry, next http.Handler) http.Handler {
 	reg.MustRegister(requests, duration)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		sw := &StatusWriter{ResponseWriter: w, Code: http.StatusOK}
 		next.ServeHTTP(sw, r)
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
-		requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		requests.WithLabelValues(route, strconv.Itoa(sw.Code)).Inc()
 		duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})
 }
 
-type statusWriter struct {
+// StatusWriter remembers the status a handler wrote (for metrics and the audit log), and still
+// flushes streams.
+type StatusWriter struct {
 	http.ResponseWriter
-	code int
+	Code int
 }
 
-func (s *statusWriter) WriteHeader(code int) {
-	s.code = code
+func (s *StatusWriter) WriteHeader(code int) {
+	s.Code = code
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Flush() {
+func (s *StatusWriter) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -305,21 +305,16 @@ func (s *Store) Messages(ctx context.Context, workspaceID, id string, lastN int)
 		return nil, err
 	}
 	defer rows.Close()
-	out := []*conversation.Message{}
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, err
-		}
-		m.ConversationID = id
-		out = append(out, m)
+	out, err := collectMessages(rows, id)
+	if err != nil {
+		return nil, err
 	}
 	if lastN > 0 {
 		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
 			out[i], out[j] = out[j], out[i]
 		}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // ListConversations returns one page, newest activity first, with keyset pagination.
@@ -348,21 +343,7 @@ func (s *Store) listConversations(ctx context.Context, workspaceID string, f con
 		return conversation.Page{}, fmt.Errorf("list conversations: %w", err)
 	}
 	defer rows.Close()
-	page := conversation.Page{Conversations: make([]conversation.Conversation, 0, limit)}
-	var lastPK int64
-	for rows.Next() {
-		c, pk, err := scanConversation(rows)
-		if err != nil {
-			return page, err
-		}
-		if len(page.Conversations) == limit {
-			page.NextCursor = encodeCursor(page.Conversations[limit-1].LastMessageAt, lastPK)
-			break
-		}
-		page.Conversations = append(page.Conversations, *c)
-		lastPK = pk
-	}
-	return page, rows.Err()
+	return scanPage(rows, limit)
 }
 
 // ErrBadCursor is returned for a cursor this server did not make.
@@ -695,9 +676,8 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 // pageOf loads the conversations pks (already in list order) as a page of limit, with a cursor when
 // there is one more.
 func (s *Store) pageOf(ctx context.Context, pks []int64, limit int) (conversation.Page, error) {
-	page := conversation.Page{Conversations: make([]conversation.Conversation, 0, min(len(pks), limit))}
 	if len(pks) == 0 {
-		return page, nil
+		return conversation.Page{Conversations: []conversation.Conversation{}}, nil
 	}
 	var q sqlBuilder
 	ph := make([]string, len(pks))
@@ -707,23 +687,10 @@ func (s *Store) pageOf(ctx context.Context, pks []int64, limit int) (conversatio
 	rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE c.pk IN (`+strings.Join(ph, ", ")+
 		`) ORDER BY c.last_message_at DESC, c.pk DESC`, q.args...)
 	if err != nil {
-		return page, fmt.Errorf("load page: %w", err)
+		return conversation.Page{}, fmt.Errorf("load page: %w", err)
 	}
 	defer rows.Close()
-	var lastPK int64
-	for rows.Next() {
-		c, pk, err := scanConversation(rows)
-		if err != nil {
-			return page, err
-		}
-		if len(page.Conversations) == limit {
-			page.NextCursor = encodeCursor(page.Conversations[limit-1].LastMessageAt, lastPK)
-			break
-		}
-		page.Conversations = append(page.Conversations, *c)
-		lastPK = pk
-	}
-	return page, rows.Err()
+	return scanPage(rows, limit)
 }
 
 // ftsQuery turns free text into an FTS5 query: every word must appear, each quoted so that
@@ -869,9 +836,8 @@ func nowMS() int64 { return time.Now().UnixMilli() }
 
 // MessagesByID returns the named messages of a conversation, in order.
 func (s *Store) MessagesByID(ctx context.Context, workspaceID, conversationID string, ids []string) ([]*conversation.Message, error) {
-	out := []*conversation.Message{}
 	if len(ids) == 0 {
-		return out, nil
+		return []*conversation.Message{}, nil
 	}
 	var q sqlBuilder
 	ph := make([]string, len(ids))
@@ -884,6 +850,12 @@ func (s *Store) MessagesByID(ctx context.Context, workspaceID, conversationID st
 		return nil, err
 	}
 	defer rows.Close()
+	return collectMessages(rows, conversationID)
+}
+
+// collectMessages reads message rows (messageColumns) of one conversation.
+func collectMessages(rows *sql.Rows, conversationID string) ([]*conversation.Message, error) {
+	out := []*conversation.Message{}
 	for rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {
@@ -893,4 +865,24 @@ func (s *Store) MessagesByID(ctx context.Context, workspaceID, conversationID st
 		out = append(out, m)
 	}
 	return out, rows.Err()
+}
+
+// scanPage reads up to limit conversation rows (conversationColumns, in list order) and, when one
+// more follows, the cursor that continues after the last.
+func scanPage(rows *sql.Rows, limit int) (conversation.Page, error) {
+	page := conversation.Page{Conversations: make([]conversation.Conversation, 0, limit)}
+	var lastPK int64
+	for rows.Next() {
+		c, pk, err := scanConversation(rows)
+		if err != nil {
+			return page, err
+		}
+		if len(page.Conversations) == limit {
+			page.NextCursor = encodeCursor(page.Conversations[limit-1].LastMessageAt, lastPK)
+			break
+		}
+		page.Conversations = append(page.Conversations, *c)
+		lastPK = pk
+	}
+	return page, rows.Err()
 }

@@ -206,14 +206,5 @@ func (s *Store) WidgetMessagesAfter(ctx context.Context, workspaceID, conversati
 		return nil, fmt.Errorf("widget messages: %w", err)
 	}
 	defer rows.Close()
-	out := []*conversation.Message{}
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, err
-		}
-		m.ConversationID = conversationID
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return collectMessages(rows, conversationID)
 }
