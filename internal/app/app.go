@@ -100,6 +100,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		st.Close()
 		return nil, err
 	}
+	if err := st.Optimize(ctx); err != nil {
+		cfg.Log.Warn("refresh planner statistics", "err", err)
+	}
 	box, err := secrets.Load(cfg.SecretKey, cfg.DataDir)
 	if err != nil {
 		st.Close()

@@ -16,7 +16,12 @@ func init() {
 const retentionEvery = time.Hour
 
 func startRetention(ctx context.Context, a *App) error {
-	go runEvery(ctx, retentionEvery, func() { sweepRetention(ctx, a) })
+	go runEvery(ctx, retentionEvery, func() {
+		sweepRetention(ctx, a)
+		if err := a.Store.Optimize(ctx); err != nil && ctx.Err() == nil {
+			a.Config.Log.Warn("refresh planner statistics", "err", err)
+		}
+	})
 	return nil
 }
 

@@ -303,6 +303,23 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// Optimize refreshes the query planner's statistics where they are missing or stale (SQLite;
+// PostgreSQL's autovacuum does this itself). Without them SQLite picked poor indexes for some list
+// filters (121 ms instead of 1.5 ms at 200k conversations). analysis_limit keeps it a sample, so
+// it is quick on any size.
+func (s *Store) Optimize(ctx context.Context) error {
+	if s.dialect != "sqlite" {
+		return nil
+	}
+	return s.Write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`PRAGMA analysis_limit = 400`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`PRAGMA optimize = 0x10002`)
+		return err
+	})
+}
+
 // migrationLockID is the PostgreSQL advisory lock key that serialises migration runs.
 const migrationLockID = 7_270_414_001
 
