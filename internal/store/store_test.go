@@ -261,3 +261,19 @@ func TestExportMissesNothingWhileConversationsChange(t *testing.T) {
 		}
 	}
 }
+
+// TestNoStatisticsOnAnEmptyDatabase: statistics recorded while tables are empty made the planner
+// choose badly as they grew; Optimize waits for data.
+func TestNoStatisticsOnAnEmptyDatabase(t *testing.T) {
+	s := openTest(t)
+	if err := s.Optimize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.read.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_stat1'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatal("Optimize gathered statistics on an empty database")
+	}
+}
