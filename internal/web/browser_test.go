@@ -13,68 +13,18 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/testenv"
 )
 
-// ChromiumPath is Debian's chromium, which CI installs (apt-get install -y chromium).
-const ChromiumPath = "/usr/bin/chromium"
-
-// newChrome starts a headless Chromium for one test. Without chromium the test is skipped with a
-// clear message, unless CI is set: then a missing browser is a failure.
+// newChrome starts a headless Chromium for one test, with a time budget for the whole test.
 func newChrome(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(ChromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("chromium is not installed at %s and CI is set: browser tests must run (apt-get install -y chromium)", ChromiumPath)
-		}
-		t.Skipf("chromium is not installed at %s: browser tests skipped (install it with apt-get install -y chromium; CI=true makes this a failure)", ChromiumPath)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(ChromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1366, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	// The first run starts the browser for the context's whole life: no timeout on it.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		cancelCtx()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
-	}
-	tctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	return tctx
+	ctx, cancel := context.WithTimeout(testenv.Browser(t, 1366, 900), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
 }
 
-// artifactDir is the repository's test-artifacts/ (git-ignored), where screenshots go.
-func artifactDir(t *testing.T) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	out := filepath.Join(dir, "test-artifacts", "dashboard")
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+func artifactDir(t *testing.T) string { return testenv.Artifacts(t, "dashboard") }
 
 // screenshot saves the whole page as test-artifacts/dashboard/<name>.png.
 func screenshot(t *testing.T, name string) chromedp.Action[chromedp.Void] {

@@ -23,63 +23,10 @@ import (
 	"github.com/parley-hq/parley/internal/testenv"
 )
 
-// chromiumPath is Debian's chromium, which CI installs (apt-get install -y chromium).
-const chromiumPath = "/usr/bin/chromium"
+// newBrowser starts a headless Chromium for one test.
+func newBrowser(t *testing.T) context.Context { return testenv.Browser(t, 1280, 860) }
 
-// newBrowser starts a headless Chromium for one test. Without chromium the test is skipped with a
-// clear message, unless CI is set: then a missing browser is a failure.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("chromium is not installed at %s and CI is set: the widget's browser tests must run (apt-get install -y chromium)", chromiumPath)
-		}
-		t.Skipf("chromium is not installed at %s: widget browser tests skipped (apt-get install -y chromium; with CI=true this fails instead)", chromiumPath)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 860),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// artifacts is the repository's test-artifacts/widget directory (git-ignored).
-func artifacts(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	out := filepath.Join(dir, "test-artifacts", "widget")
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+func artifacts(t *testing.T) string { return testenv.Artifacts(t, "widget") }
 
 func shot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
