@@ -359,9 +359,6 @@ func (r *Runtime) failed(a *Assistant, err error) Step {
 	return Step{Text: text, Err: err, Version: a.Version}
 }
 
-// ErrTurnFailed marks a step that failed.
-var ErrTurnFailed = errors.New("assistant turn failed")
-
 func systemPrompt(a *Assistant, vars map[string]string) string {
 	var b strings.Builder
 	b.WriteString(a.SystemPrompt)

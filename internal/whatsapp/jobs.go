@@ -134,9 +134,9 @@ func (w *replyWorker) Work(ctx context.Context, job *river.Job[ReplyArgs]) error
 			switch {
 			case m.Role == conversation.RoleUser && Answerable(m.Type):
 				laterCustomer = true
-			case m.Role == conversation.RoleAssistant && (m.Text != "" || m.Type != "text"):
-				// An answer has something for the customer; a bare tool round does not: a turn
-				// cut off after it (a crash) must run again to produce the reply.
+			case m.Role == conversation.RoleAssistant && m.IsAnswer():
+				// A bare tool round is not an answer: a turn cut off after it (a crash) must run
+				// again to produce the reply.
 				answered = true
 			}
 		}

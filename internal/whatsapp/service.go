@@ -124,19 +124,6 @@ func (s *Service) open(x *Sender) error {
 	return nil
 }
 
-// sealed returns a copy of x with its secrets sealed for the store.
-func (s *Service) sealed(x *Sender) (*Sender, error) {
-	c := *x
-	for _, f := range []*string{&c.AccessToken, &c.AppSecret, &c.VerifyToken} {
-		v, err := s.Box.Seal(*f)
-		if err != nil {
-			return nil, fmt.Errorf("seal sender secrets: %w", err)
-		}
-		*f = v
-	}
-	return &c, nil
-}
-
 // Sender returns a sender of the workspace with its secrets opened.
 func (s *Service) Sender(ctx context.Context, workspaceID, id string) (*Sender, error) {
 	x, err := s.Repo.GetWASender(ctx, workspaceID, id)
