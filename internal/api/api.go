@@ -32,6 +32,8 @@ type API struct {
 	Extra map[string]HandlerFunc
 	// Lifecycle holds retention, customer deletion and the audit log (nil: those routes are off).
 	Lifecycle Lifecycle
+	// Budgets, when set, adds each assistant's budget this month to its JSON.
+	Budgets Budgets
 	// RateLimit is the sustained requests per second allowed per API key (burst twice that);
 	// 0 turns the limit off.
 	RateLimit float64

@@ -25,8 +25,7 @@ func (a *API) createAssistant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return domainError(err)
 	}
-	WriteJSON(w, http.StatusCreated, NewAssistantJSON(as))
-	return nil
+	return a.writeAssistant(w, r, http.StatusCreated, as)
 }
 
 func (a *API) listAssistants(w http.ResponseWriter, r *http.Request) error {
@@ -38,6 +37,9 @@ func (a *API) listAssistants(w http.ResponseWriter, r *http.Request) error {
 	for _, as := range list {
 		out = append(out, NewAssistantJSON(as))
 	}
+	if err := a.withBudgets(r, out); err != nil {
+		return err
+	}
 	WriteJSON(w, http.StatusOK, map[string]any{"data": out})
 	return nil
 }
@@ -47,8 +49,7 @@ func (a *API) getAssistant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return assistantErr(err)
 	}
-	WriteJSON(w, http.StatusOK, NewAssistantJSON(as))
-	return nil
+	return a.writeAssistant(w, r, http.StatusOK, as)
 }
 
 func (a *API) updateAssistant(w http.ResponseWriter, r *http.Request) error {
@@ -60,7 +61,15 @@ func (a *API) updateAssistant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return assistantErr(err)
 	}
-	WriteJSON(w, http.StatusOK, NewAssistantJSON(as))
+	return a.writeAssistant(w, r, http.StatusOK, as)
+}
+
+func (a *API) writeAssistant(w http.ResponseWriter, r *http.Request, status int, as *assistant.Assistant) error {
+	out := []AssistantJSON{NewAssistantJSON(as)}
+	if err := a.withBudgets(r, out); err != nil {
+		return err
+	}
+	WriteJSON(w, status, out[0])
 	return nil
 }
 

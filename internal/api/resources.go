@@ -41,13 +41,17 @@ type AssistantJSON struct {
 	Version          int                      `json:"version"`
 	CreatedAt        string                   `json:"created_at"`
 	UpdatedAt        string                   `json:"updated_at"`
+
+	// MonthlyBudgetUSD is null without a budget; Budget is this month's spend and alerts.
+	MonthlyBudgetUSD *float64    `json:"monthly_budget_usd"`
+	Budget           *BudgetJSON `json:"budget"`
 }
 
 // NewAssistantJSON renders an assistant.
 func NewAssistantJSON(a *assistant.Assistant) AssistantJSON {
 	return AssistantJSON{ID: a.ID, Name: a.Name, SystemPrompt: a.SystemPrompt, Model: a.Model, Temperature: a.Temperature, Tools: a.Tools,
 		KnowledgeBaseIDs: a.KnowledgeBaseIDs, Extract: a.Extract, FallbackText: a.FallbackText, Version: a.Version,
-		CreatedAt: jsonTime(a.CreatedAt), UpdatedAt: jsonTime(a.UpdatedAt)}
+		CreatedAt: jsonTime(a.CreatedAt), UpdatedAt: jsonTime(a.UpdatedAt), MonthlyBudgetUSD: budgetUSD(a.MonthlyBudgetMicros)}
 }
 
 // WindowJSON is the WhatsApp customer service window.

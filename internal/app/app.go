@@ -172,7 +172,7 @@ func Register(f Feature) { features = append(features, f) }
 // beside it (and may add routes under /api/v1/ through APIRoutes).
 func (a *App) Handler() http.Handler {
 	a.handlerOnce.Do(func() {
-		a.api = &api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Events: a.Events, Extra: a.APIRoutes, RateLimit: a.Config.APIRateLimit, Lifecycle: a.Store}
+		a.api = &api.API{Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Metrics: a.Store, Events: a.Events, Extra: a.APIRoutes, RateLimit: a.Config.APIRateLimit, Lifecycle: a.Store, Budgets: a.Store}
 		apiHandler := a.api.Handler()
 		mounts := append([]server.Mount{{Pattern: "/api/", Handler: apiHandler}}, a.mounts...)
 		a.handler = server.New(readiness{a}, a.Registry, mounts...)

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -32,6 +34,10 @@ type Assistant struct {
 	Version          int
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
+
+	// MonthlyBudgetMicros is the cost budget per UTC calendar month (0: none); reaching 80% and
+	// 100% of it raises alerts (internal/budget). It does not shape replies: no new version.
+	MonthlyBudgetMicros int64
 
 	changed bool // set by apply: something that shapes replies changed
 }
@@ -71,6 +77,30 @@ type Input struct {
 	KnowledgeBaseIDs *[]string        `json:"knowledge_base_ids"`
 	Extract          *[]ExtractField  `json:"extract"`
 	FallbackText     *string          `json:"fallback_text"`
+	// MonthlyBudgetUSD is set when the field is present: a number of dollars, or null or 0 for none.
+	MonthlyBudgetUSD OptionalNumber `json:"monthly_budget_usd"`
+}
+
+// OptionalNumber is a JSON number field that may be absent (leave as is), null or a number.
+type OptionalNumber struct {
+	Set   bool
+	Value *float64 // nil: null
+}
+
+// UnmarshalJSON records that the field was present; anything but a number or null is refused as
+// a type error, which the API answers 400 naming the field.
+func (o *OptionalNumber) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Value = nil
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return &json.UnmarshalTypeError{Value: "non-number", Type: reflect.TypeFor[float64]()}
+	}
+	o.Value = &v
+	return nil
 }
 
 // ToolSecrets keeps the header values of assistants' HTTP tools apart from the assistant (sealed
@@ -184,6 +214,9 @@ func (s *Service) Delete(ctx context.Context, workspaceID, id string) error {
 	}
 	return nil
 }
+
+// maxBudgetUSD bounds a monthly budget, so that micro-dollar arithmetic cannot overflow.
+const maxBudgetUSD = 1_000_000_000
 
 var (
 	variableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
@@ -329,6 +362,15 @@ func apply(a *Assistant, in Input) (map[string]map[string]string, error) {
 			return nil, &ValidationError{"fallback_text", "must be at most 4096 characters"}
 		}
 		a.FallbackText = *in.FallbackText
+	}
+	if in.MonthlyBudgetUSD.Set {
+		a.MonthlyBudgetMicros = 0
+		if v := in.MonthlyBudgetUSD.Value; v != nil {
+			if math.IsNaN(*v) || *v < 0 || *v > maxBudgetUSD {
+				return nil, &ValidationError{"monthly_budget_usd", "must be a number of US dollars from 0 (no budget) to 1000000000, or null"}
+			}
+			a.MonthlyBudgetMicros = int64(math.Round(*v * 1e6))
+		}
 	}
 	a.changed = versioned
 	return headers, nil

@@ -73,6 +73,17 @@ func (h *Hub) subscribe(workspaceID, conversationID string, deltas bool) *Subscr
 	return s
 }
 
+// SubscribeAll returns a subscription to every workspace's events (background watchers such as
+// the budget alerts).
+func (h *Hub) SubscribeAll() *Subscription {
+	ch := make(chan Event, 256)
+	s := &Subscription{C: ch, ch: ch, hub: h, filter: func(Event) bool { return true }}
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
 // SubscribeDeltas is Subscribe that also receives the reply deltas published with PublishDelta
 // (the widget's stream shows the reply as it is generated).
 func (h *Hub) SubscribeDeltas(workspaceID, conversationID string) *Subscription {

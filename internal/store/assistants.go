@@ -10,14 +10,14 @@ import (
 	"github.com/parley-hq/parley/internal/assistant"
 )
 
-const assistantColumns = `id, workspace_id, name, system_prompt, model, temperature, tools, knowledge_base_ids, extract, fallback_text, version, created_at, updated_at`
+const assistantColumns = `id, workspace_id, name, system_prompt, model, temperature, tools, knowledge_base_ids, extract, fallback_text, version, created_at, updated_at, monthly_budget_micros`
 
 // CreateAssistant stores a new assistant.
 func (s *Store) CreateAssistant(ctx context.Context, a *assistant.Assistant) error {
 	kbs, extract := encodeAssistant(a)
 	return s.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO assistants (`+assistantColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-			a.ID, a.WorkspaceID, a.Name, a.SystemPrompt, a.Model, a.Temperature, string(a.Tools), kbs, extract, a.FallbackText, a.Version, ms(a.CreatedAt), ms(a.UpdatedAt))
+		_, err := tx.Exec(`INSERT INTO assistants (`+assistantColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			a.ID, a.WorkspaceID, a.Name, a.SystemPrompt, a.Model, a.Temperature, string(a.Tools), kbs, extract, a.FallbackText, a.Version, ms(a.CreatedAt), ms(a.UpdatedAt), budgetColumn(a))
 		return err
 	})
 }
@@ -26,9 +26,9 @@ func (s *Store) CreateAssistant(ctx context.Context, a *assistant.Assistant) err
 func (s *Store) UpdateAssistant(ctx context.Context, a *assistant.Assistant) error {
 	kbs, extract := encodeAssistant(a)
 	return s.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE assistants SET name = $1, system_prompt = $2, model = $3, temperature = $4, tools = $5, knowledge_base_ids = $6, extract = $7, fallback_text = $8, version = $9, updated_at = $10
+		res, err := tx.Exec(`UPDATE assistants SET name = $1, system_prompt = $2, model = $3, temperature = $4, tools = $5, knowledge_base_ids = $6, extract = $7, fallback_text = $8, version = $9, updated_at = $10, monthly_budget_micros = $13
 			WHERE id = $11 AND workspace_id = $12 AND deleted_at IS NULL`,
-			a.Name, a.SystemPrompt, a.Model, a.Temperature, string(a.Tools), kbs, extract, a.FallbackText, a.Version, ms(a.UpdatedAt), a.ID, a.WorkspaceID)
+			a.Name, a.SystemPrompt, a.Model, a.Temperature, string(a.Tools), kbs, extract, a.FallbackText, a.Version, ms(a.UpdatedAt), a.ID, a.WorkspaceID, budgetColumn(a))
 		if err != nil {
 			return err
 		}
@@ -82,9 +82,11 @@ func scanAssistant(r scanner) (*assistant.Assistant, error) {
 	var temp sql.NullFloat64
 	var tools, kbs, extract string
 	var created, updated int64
-	if err := r.Scan(&a.ID, &a.WorkspaceID, &a.Name, &a.SystemPrompt, &a.Model, &temp, &tools, &kbs, &extract, &a.FallbackText, &a.Version, &created, &updated); err != nil {
+	var budget sql.NullInt64
+	if err := r.Scan(&a.ID, &a.WorkspaceID, &a.Name, &a.SystemPrompt, &a.Model, &temp, &tools, &kbs, &extract, &a.FallbackText, &a.Version, &created, &updated, &budget); err != nil {
 		return nil, err
 	}
+	a.MonthlyBudgetMicros = budget.Int64
 	if temp.Valid {
 		a.Temperature = &temp.Float64
 	}
@@ -106,6 +108,14 @@ func encodeAssistant(a *assistant.Assistant) (kbs, extract string) {
 		a.Tools = json.RawMessage("[]")
 	}
 	return string(k), string(e)
+}
+
+// budgetColumn stores "no budget" as NULL.
+func budgetColumn(a *assistant.Assistant) any {
+	if a.MonthlyBudgetMicros <= 0 {
+		return nil
+	}
+	return a.MonthlyBudgetMicros
 }
 
 func expectOne(res sql.Result) error {

@@ -20,6 +20,7 @@ import (
 type assistantForm struct {
 	ID, Name, SystemPrompt, Model, Temperature, Tools, KnowledgeBaseIDs, Extract, FallbackText string
 	Version                                                                                    int
+	MonthlyBudgetUSD                                                                           string
 }
 
 func formOf(a *assistant.Assistant) assistantForm {
@@ -36,6 +37,9 @@ func formOf(a *assistant.Assistant) assistantForm {
 		f.Tools = "[]"
 	}
 	f.KnowledgeBaseIDs = strings.Join(a.KnowledgeBaseIDs, ", ")
+	if a.MonthlyBudgetMicros > 0 {
+		f.MonthlyBudgetUSD = strconv.FormatFloat(float64(a.MonthlyBudgetMicros)/1e6, 'f', -1, 64)
+	}
 	if b, err := json.MarshalIndent(a.Extract, "", "  "); err == nil && len(a.Extract) > 0 {
 		f.Extract = string(b)
 	}
@@ -48,7 +52,7 @@ func (h *Handler) assistants(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	v := &view{Title: "Assistants", Nav: "assistants", Data: list}
+	v := &view{Title: "Assistants", Nav: "assistants", Data: list, Budgets: h.budgetWarnings(r, "")}
 	switch r.URL.Query().Get("done") {
 	case "saved":
 		v.Flash = "Assistant saved."
@@ -73,6 +77,9 @@ func (h *Handler) assistantForm(w http.ResponseWriter, r *http.Request) {
 		title = "Edit " + a.Name
 	}
 	v := &view{Title: title, Nav: "assistants", Data: formOf(a)}
+	if a != nil {
+		v.Budgets = h.budgetWarnings(r, a.ID)
+	}
 	if r.URL.Query().Get("done") == "saved" {
 		v.Flash = "Assistant saved."
 	}
@@ -110,6 +117,14 @@ func inputOf(f assistantForm) (assistant.Input, string) {
 		}
 	}
 	in.Extract = &ex
+	in.MonthlyBudgetUSD.Set = true // empty: no budget
+	if b := strings.TrimSpace(f.MonthlyBudgetUSD); b != "" {
+		v, err := strconv.ParseFloat(b, 64)
+		if err != nil {
+			return in, "The monthly budget must be a number of US dollars such as 50, or empty for none."
+		}
+		in.MonthlyBudgetUSD.Value = &v
+	}
 	return in, ""
 }
 
@@ -117,7 +132,8 @@ func (h *Handler) saveAssistant(w http.ResponseWriter, r *http.Request) {
 	ws := sessionFrom(r).WorkspaceID
 	f := assistantForm{ID: r.PathValue("id"), Name: strings.TrimSpace(r.PostFormValue("name")), SystemPrompt: r.PostFormValue("system_prompt"),
 		Model: strings.TrimSpace(r.PostFormValue("model")), Temperature: strings.TrimSpace(r.PostFormValue("temperature")), Tools: r.PostFormValue("tools"),
-		KnowledgeBaseIDs: r.PostFormValue("knowledge_base_ids"), Extract: r.PostFormValue("extract"), FallbackText: r.PostFormValue("fallback_text")}
+		KnowledgeBaseIDs: r.PostFormValue("knowledge_base_ids"), Extract: r.PostFormValue("extract"), FallbackText: r.PostFormValue("fallback_text"),
+		MonthlyBudgetUSD: r.PostFormValue("monthly_budget_usd")}
 	in, msg := inputOf(f)
 	var a *assistant.Assistant
 	var err error

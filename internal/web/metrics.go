@@ -202,7 +202,7 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
 	if d.To == "" {
 		d.To = now.Format("2006-01-02")
 	}
-	v := &view{Title: "Metrics", Nav: "metrics", Data: d}
+	v := &view{Title: "Metrics", Nav: "metrics", Data: d, Budgets: h.budgetWarnings(r, "")}
 	aq := url.Values{"from": {d.From}, "to": {d.To}, "type": {d.Type}, "assistant_id": {d.AssistantID}}
 	f, err := api.ParseMetricsFilter(aq)
 	if err == nil && f.From != nil && f.To != nil && !f.To.After(*f.From) {

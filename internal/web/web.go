@@ -19,6 +19,7 @@ import (
 
 	"github.com/parley-hq/parley/internal/assistant"
 	"github.com/parley-hq/parley/internal/auth"
+	"github.com/parley-hq/parley/internal/budget"
 	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/events"
 	"github.com/parley-hq/parley/internal/store"
@@ -187,6 +188,8 @@ type view struct {
 	Flash     string
 	Error     string
 	Data      any
+	// Budgets are the assistants at or past 80% of their monthly budget (pages that warn of them).
+	Budgets []budget.Status
 }
 
 // render writes a page inside the layout (navigation with the workspace's conversation count).

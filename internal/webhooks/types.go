@@ -2,7 +2,10 @@
 // signed POST (X-Parley-Signature: sha256=<hex HMAC of the body>) per event, retried durably.
 package webhooks
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Events a webhook may subscribe to.
 const (
@@ -12,15 +15,17 @@ const (
 	EventHandoff             = "handoff"
 	// EventAppointmentScheduled follows the assistant's schedule_appointment tool call, with the slot.
 	EventAppointmentScheduled = "appointment.scheduled"
+	// EventBudgetThreshold follows an assistant's spend this month reaching 80% or 100% of its
+	// monthly budget: once per assistant, month and threshold (internal/budget).
+	EventBudgetThreshold = "budget.threshold"
 )
+
+// AllEvents is every event, the default subscription.
+var AllEvents = []string{EventConversationCreated, EventMessageCreated, EventConversationEnded, EventHandoff, EventAppointmentScheduled, EventBudgetThreshold}
 
 // ValidEvent reports whether e is a known event.
 func ValidEvent(e string) bool {
-	switch e {
-	case EventConversationCreated, EventMessageCreated, EventConversationEnded, EventHandoff, EventAppointmentScheduled:
-		return true
-	}
-	return false
+	return slices.Contains(AllEvents, e)
 }
 
 // Webhook is a subscription. Secret is plaintext in memory, sealed in the store.

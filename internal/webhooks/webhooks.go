@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -86,11 +87,11 @@ func (s *Service) Create(ctx context.Context, workspaceID, rawURL string, evs []
 		return nil, &InputError{"url", "must be an http(s) URL"}
 	}
 	if len(evs) == 0 {
-		evs = []string{EventConversationCreated, EventMessageCreated, EventConversationEnded, EventHandoff, EventAppointmentScheduled}
+		evs = slices.Clone(AllEvents)
 	}
 	for _, e := range evs {
 		if !ValidEvent(e) {
-			return nil, &InputError{"events", fmt.Sprintf("%q is not one of conversation.created, message.created, conversation.ended, handoff, appointment.scheduled", e)}
+			return nil, &InputError{"events", fmt.Sprintf("%q is not one of %s", e, strings.Join(AllEvents, ", "))}
 		}
 	}
 	slices.Sort(evs)
@@ -234,6 +235,40 @@ func (s *Service) handle(ctx context.Context, ev events.Event) {
 			}
 		}
 	}
+}
+
+// Prepare builds the deliveries of an event that no conversation change carries (budget.threshold)
+// to the workspace's webhooks subscribed to it, and returns the function that queues them in a
+// transaction (nil when none is subscribed), so the caller commits them with what they announce.
+// key makes the delivery unique per webhook.
+func (s *Service) Prepare(ctx context.Context, workspaceID, event, key string, data any) (func(tx *sql.Tx) error, error) {
+	hooks, err := s.Repo.ListWebhooks(ctx, workspaceID)
+	if err != nil {
+		return nil, fmt.Errorf("list webhooks: %w", err)
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", event, err)
+	}
+	var args []DeliverArgs
+	for _, h := range hooks {
+		if !slices.Contains(h.Events, event) {
+			continue
+		}
+		d := Delivery{ID: ids.New(), Event: event, WorkspaceID: workspaceID, CreatedAt: time.Now().UTC().Format(time.RFC3339Nano), Data: raw}
+		args = append(args, DeliverArgs{WebhookID: h.ID, WorkspaceID: workspaceID, Key: key, Delivery: d})
+	}
+	if len(args) == 0 {
+		return nil, nil
+	}
+	return func(tx *sql.Tx) error {
+		for _, a := range args {
+			if err := s.Jobs.InsertTx(ctx, tx, a, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil
 }
 
 func conversationData(c *conversation.Conversation) map[string]any {

@@ -58,7 +58,7 @@ func TestCreateValidates(t *testing.T) {
 			t.Fatalf("secret stored unsealed: %q", h.Secret)
 		}
 	}
-	if len(repo.hooks[1].Events) != 5 {
+	if len(repo.hooks[1].Events) != len(AllEvents) {
 		t.Fatalf("default events %v", repo.hooks[1].Events)
 	}
 }
