@@ -27,7 +27,7 @@ func TestTenantIsolationOnEveryEndpoint(t *testing.T) {
 		}
 		return m
 	}
-	asst := collect(e.Do("POST", "/api/v1/assistants", map[string]any{"name": "A " + secret, "system_prompt": "You are A.", "model": "builtin"}))
+	asst := collect(e.Do("POST", "/api/v1/assistants", map[string]any{"name": "A " + secret, "system_prompt": "You are A.", "model": "builtin", "monthly_budget_usd": 5}))
 	aid, _ := asst["id"].(string)
 	conv := collect(e.Do("POST", "/api/v1/conversations", map[string]any{"assistant_id": aid, "type": "api", "customer_id": "cust-a"}))
 	cid, _ := conv["id"].(string)
