@@ -10,7 +10,8 @@ import (
 
 // Budgets reports assistants' monthly budgets with this month's spend and alerts.
 type Budgets interface {
-	BudgetStatuses(ctx context.Context, workspaceID string, now time.Time) ([]budget.Status, error)
+	// BudgetStatuses covers the workspace's assistants with a budget, or only assistantID when set.
+	BudgetStatuses(ctx context.Context, workspaceID, assistantID string, now time.Time) ([]budget.Status, error)
 }
 
 // BudgetJSON is an assistant's budget this (UTC) month as the API shows it.
@@ -62,14 +63,20 @@ func (a *API) withBudgets(r *http.Request, out []AssistantJSON) error {
 	if a.Budgets == nil {
 		return nil
 	}
-	has := false
+	budgeted, only := 0, ""
 	for _, as := range out {
-		has = has || as.MonthlyBudgetUSD != nil
+		if as.MonthlyBudgetUSD != nil {
+			budgeted++
+			only = as.ID
+		}
 	}
-	if !has {
+	if budgeted == 0 {
 		return nil
 	}
-	statuses, err := a.Budgets.BudgetStatuses(r.Context(), workspace(r.Context()), time.Now())
+	if budgeted > 1 {
+		only = ""
+	}
+	statuses, err := a.Budgets.BudgetStatuses(r.Context(), workspace(r.Context()), only, time.Now())
 	if err != nil {
 		return err
 	}
@@ -89,7 +96,7 @@ func (a *API) withBudgets(r *http.Request, out []AssistantJSON) error {
 func ListBudgets(src Budgets) HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		now := time.Now()
-		statuses, err := src.BudgetStatuses(r.Context(), workspace(r.Context()), now)
+		statuses, err := src.BudgetStatuses(r.Context(), workspace(r.Context()), "", now)
 		if err != nil {
 			return err
 		}

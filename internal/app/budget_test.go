@@ -15,6 +15,7 @@ import (
 	"github.com/parley-hq/parley/internal/app"
 	"github.com/parley-hq/parley/internal/budget"
 	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/events"
 	"github.com/parley-hq/parley/internal/ids"
 	"github.com/parley-hq/parley/internal/llm/llmtest"
 	"github.com/parley-hq/parley/internal/testenv"
@@ -410,4 +411,34 @@ func TestBudgetValidation(t *testing.T) {
 			t.Fatalf("version after a prompt change %v", got["version"])
 		}
 	})
+}
+
+// TestBudgetSweepStandsInForLostEvents: when the watcher's subscription fell behind and events were
+// dropped, a sweep finds the crossing that no remaining event shows.
+func TestBudgetSweepStandsInForLostEvents(t *testing.T) {
+	e := testenv.New(t)
+	rc := newBudgetReceiver(t)
+	hook := e.MustDo(201, "POST", "/api/v1/webhooks", map[string]any{"url": rc.URL, "events": []string{"budget.threshold"}})
+	rc.setSecret(hook["secret"].(string))
+	aid := createAssistant(t, e, map[string]any{"monthly_budget_usd": 1})
+	cid := newConversation(t, e, aid)
+	conv, err := e.App.Conversations.Get(t.Context(), e.WorkspaceID, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cost recorded with no event, then more events than the subscription holds, none showing cost.
+	if _, _, err := e.App.Store.Apply(t.Context(), e.WorkspaceID, cid, conversation.Change{CostMicros: 1_200_000}); err != nil {
+		t.Fatal(err)
+	}
+	hub := events.NewHub()
+	sub := hub.SubscribeAll()
+	defer sub.Close()
+	for range 1000 {
+		hub.Publish(e.WorkspaceID, conv, nil) // conv as read before the cost: CostMicros 0
+	}
+	w := &budget.Watcher{Store: e.App.Store, Notify: e.App.Extra["webhooks"].(*webhooks.Service)}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go w.Watch(ctx, sub)
+	rc.waitState(t, "80:1 100:1", 300*time.Millisecond)
 }

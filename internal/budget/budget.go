@@ -129,11 +129,13 @@ type Watcher struct {
 	Log    *slog.Logger
 	Now    func() time.Time
 
-	mu      sync.Mutex
-	pending map[Ref]bool
-	wake    chan struct{}
-	costs   map[string]int64 // conversation id → cost last seen, to check only when cost landed
-	settled map[string]bool  // assistant id + month whose every threshold is recorded
+	mu        sync.Mutex
+	pending   map[Ref]bool
+	sweep     bool      // events were lost: the worker sweeps
+	lastSweep time.Time // of a sweep for lost events, at most one per lostSweepEvery
+	wake      chan struct{}
+	costs     map[string]int64 // conversation id → cost last seen, to check only when cost landed
+	settled   map[string]bool  // assistant id + month whose every threshold is recorded
 }
 
 func (w *Watcher) now() time.Time {
@@ -273,6 +275,10 @@ func (w *Watcher) Sweep(ctx context.Context) ([]Alert, error) {
 	return created, errors.Join(errs...)
 }
 
+// lostSweepEvery bounds the sweeps that stand in for lost events: under a load that keeps the
+// subscription behind, the periodic sweep and later costs catch up the rest.
+const lostSweepEvery = time.Minute
+
 // Watch checks an assistant's budget whenever one of its conversations' cost grows, until ctx ends.
 // Checks run on one goroutine and coalesce: a burst of costs for one assistant is one check. When
 // the subscription fell behind, a sweep stands in for the events it lost.
@@ -293,9 +299,7 @@ func (w *Watcher) Watch(ctx context.Context, sub *events.Subscription) {
 				return
 			}
 			if sub.Lost() {
-				if _, err := w.Sweep(ctx); err != nil && ctx.Err() == nil {
-					w.log().Warn("budget sweep after lost events", "err", err)
-				}
+				w.sweepSoon()
 			}
 			w.notice(ev)
 		}
@@ -324,6 +328,20 @@ func (w *Watcher) notice(ev events.Event) {
 	}
 }
 
+// sweepSoon asks the worker for a sweep, unless one for lost events ran within lostSweepEvery.
+func (w *Watcher) sweepSoon() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Since(w.lastSweep) < lostSweepEvery {
+		return
+	}
+	w.lastSweep, w.sweep = time.Now(), true
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (w *Watcher) work(ctx context.Context) {
 	for {
 		select {
@@ -332,9 +350,15 @@ func (w *Watcher) work(ctx context.Context) {
 		case <-w.wake:
 		}
 		w.mu.Lock()
-		batch := w.pending
-		w.pending = map[Ref]bool{}
+		batch, sweep := w.pending, w.sweep
+		w.pending, w.sweep = map[Ref]bool{}, false
 		w.mu.Unlock()
+		if sweep {
+			if _, err := w.Sweep(ctx); err != nil && ctx.Err() == nil {
+				w.log().Warn("budget sweep after lost events", "err", err)
+			}
+			continue // the sweep checked every assistant in the batch too
+		}
 		for r := range batch {
 			if _, err := w.Check(ctx, r.WorkspaceID, r.AssistantID); err != nil && ctx.Err() == nil {
 				w.log().Warn("budget check", "workspace", r.WorkspaceID, "assistant", r.AssistantID, "err", err)

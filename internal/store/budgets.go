@@ -85,16 +85,17 @@ func (s *Store) RecordBudgetAlert(ctx context.Context, a budget.Alert, inTx func
 	return created, err
 }
 
-// BudgetStatuses returns the workspace's live assistants that have a budget, with their spend and
-// alerts in the UTC month of now, oldest assistant first.
-func (s *Store) BudgetStatuses(ctx context.Context, workspaceID string, now time.Time) ([]budget.Status, error) {
+// BudgetStatuses returns the workspace's live assistants that have a budget (only assistantID when
+// it is not ""), with their spend and alerts in the UTC month of now, oldest assistant first.
+func (s *Store) BudgetStatuses(ctx context.Context, workspaceID, assistantID string, now time.Time) ([]budget.Status, error) {
 	from, to := budget.MonthBounds(now)
 	month := budget.Month(now)
 	rows, err := s.read.QueryContext(ctx, `SELECT a.id, a.name, a.monthly_budget_micros,
-		CAST(COALESCE((SELECT SUM(r.cost_micros) FROM rollup_hourly r WHERE r.workspace_id = a.workspace_id AND r.bucket >= $2 AND r.bucket < $3
-			AND r.assistant_id = a.id), 0) AS BIGINT)
-		FROM assistants a WHERE a.workspace_id = $1 AND a.monthly_budget_micros > 0 AND a.deleted_at IS NULL ORDER BY a.created_at, a.id`,
-		workspaceID, from.Unix(), to.Unix())
+		CAST(COALESCE((SELECT SUM(r.cost_micros) FROM rollup_hourly r WHERE r.workspace_id = a.workspace_id AND r.assistant_id = a.id
+			AND r.bucket >= $2 AND r.bucket < $3), 0) AS BIGINT)
+		FROM assistants a WHERE a.workspace_id = $1 AND a.monthly_budget_micros > 0 AND a.deleted_at IS NULL AND ($4 = '' OR a.id = $4)
+		ORDER BY a.created_at, a.id`,
+		workspaceID, from.Unix(), to.Unix(), assistantID)
 	if err != nil {
 		return nil, fmt.Errorf("read budgets: %w", err)
 	}
@@ -116,7 +117,7 @@ func (s *Store) BudgetStatuses(ctx context.Context, workspaceID string, now time
 		return out, nil
 	}
 	alerts, err := s.read.QueryContext(ctx, `SELECT assistant_id, threshold, budget_micros, spent_micros, created_at FROM budget_alerts
-		WHERE workspace_id = $1 AND month = $2 ORDER BY threshold`, workspaceID, month)
+		WHERE workspace_id = $1 AND month = $2 AND ($3 = '' OR assistant_id = $3) ORDER BY threshold`, workspaceID, month, assistantID)
 	if err != nil {
 		return nil, fmt.Errorf("read budget alerts: %w", err)
 	}

@@ -15,3 +15,8 @@ CREATE TABLE budget_alerts (
     PRIMARY KEY (assistant_id, month, threshold)
 );
 CREATE INDEX budget_alerts_workspace ON budget_alerts(workspace_id, month);
+
+-- An assistant's spend in a month is a range of its hourly rollups: without this index a budget check
+-- scans the month of every assistant of the workspace. Rollup upserts mostly update cost and counts
+-- of an existing row, which leaves these columns (and so the index) untouched.
+CREATE INDEX rollup_hourly_assistant ON rollup_hourly(workspace_id, assistant_id, bucket);
