@@ -68,7 +68,7 @@ func generatedApp(b *testing.B, cfg genConfig) (*app.App, string, int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rows, err := generate(ctx, a.Store.DB(), ws.ID, cfg)
+	rows, err := generate(ctx, a.Store, ws.ID, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley-hq/parley/internal/ids"
+	"github.com/parley-hq/parley/internal/store"
 )
 
 // genConfig sizes the generated data.
@@ -81,7 +82,8 @@ type rollVal struct {
 
 // generate fills a migrated database with conversations of every type, their messages (tool calls
 // on some), variables and the rollups the server maintains, in large transactions.
-func generate(ctx context.Context, db *sql.DB, workspaceID string, cfg genConfig) (int64, error) {
+func generate(ctx context.Context, st *store.Store, workspaceID string, cfg genConfig) (int64, error) {
+	db := st.DB()
 	r := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
 	zipf := rand.NewZipf(r, 1.07, 2, uint64(len(vocabulary)-1))
 	now := time.Now().UTC()
@@ -259,5 +261,12 @@ func generate(ctx context.Context, db *sql.DB, workspaceID string, cfg genConfig
 			return total, err
 		}
 	}
-	return total, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return total, err
+	}
+	// The store maintains these as it writes; data loaded around it gets them here.
+	if err := st.IndexText(ctx, 0); err != nil {
+		return total, err
+	}
+	return total, st.RebuildDailyRollups(ctx)
 }

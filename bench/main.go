@@ -109,7 +109,7 @@ func run(conversations, messagesPer, days, queries, turns, clients int, ingestFo
 	}
 	fmt.Fprintf(os.Stderr, "generating %d conversations × ~%d messages…\n", conversations, messagesPer)
 	start := time.Now()
-	total, err := generate(ctx, a.Store.DB(), ws.ID, genConfig{Conversations: conversations, MessagesPer: messagesPer, Days: days, Seed: 42})
+	total, err := generate(ctx, a.Store, ws.ID, genConfig{Conversations: conversations, MessagesPer: messagesPer, Days: days, Seed: 42})
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}

@@ -44,7 +44,7 @@ func (s *Store) CreateConversation(ctx context.Context, c *conversation.Conversa
 		}
 		r := rollups{}
 		r.at(c.CreatedAt).conversations++
-		return r.flush(tx, c.WorkspaceID, c.AssistantID, string(c.Type))
+		return s.addRollups(tx, c.WorkspaceID, c.AssistantID, string(c.Type), r)
 	})
 }
 
@@ -76,7 +76,7 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 		}
 		r := rollups{}
 		for _, m := range ch.Messages {
-			ok, err := insertMessage(tx, workspaceID, pk, m)
+			ok, err := s.insertMessage(tx, workspaceID, pk, m)
 			if err != nil {
 				return err
 			}
@@ -139,7 +139,7 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 		if err := upsertVariables(tx, pk, ch.Variables); err != nil {
 			return err
 		}
-		if err := r.flush(tx, workspaceID, c.AssistantID, string(c.Type)); err != nil {
+		if err := s.addRollups(tx, workspaceID, c.AssistantID, string(c.Type), r); err != nil {
 			return err
 		}
 		if ch.InTx != nil {
@@ -166,7 +166,7 @@ func (s *Store) lockConversation() string {
 	return "" // SQLite: the single writer already serialises
 }
 
-func insertMessage(tx *sql.Tx, workspaceID string, convPK int64, m *conversation.Message) (bool, error) {
+func (s *Store) insertMessage(tx *sql.Tx, workspaceID string, convPK int64, m *conversation.Message) (bool, error) {
 	var ext any
 	if m.ExternalID != "" {
 		ext = m.ExternalID
@@ -203,6 +203,13 @@ func insertMessage(tx *sql.Tx, workspaceID string, convPK int64, m *conversation
 	}
 	if err != nil {
 		return false, fmt.Errorf("insert message: %w", err)
+	}
+	if s.dialect == "sqlite" && m.Text != "" {
+		if s.item != nil {
+			s.item.fts = append(s.item.fts, pk)
+		} else if err := indexText(tx, []int64{pk}); err != nil {
+			return false, err
+		}
 	}
 	return true, nil
 }

@@ -31,20 +31,76 @@ func (r rollups) at(t time.Time) *rollupDelta {
 	return d
 }
 
-func (r rollups) flush(tx *sql.Tx, workspaceID, assistantID, typ string) error {
+func (d *rollupDelta) add(o *rollupDelta) {
+	d.conversations += o.conversations
+	d.messages += o.messages
+	d.inbound += o.inbound
+	d.answered += o.answered
+	d.responseMS += o.responseMS
+	d.tokensIn += o.tokensIn
+	d.tokensOut += o.tokensOut
+	d.cost += o.cost
+}
+
+// addRollups adds a write's rollup deltas: at the end of the group commit on SQLite (deferred.go),
+// at once on PostgreSQL.
+func (s *Store) addRollups(tx *sql.Tx, workspaceID, assistantID, typ string, r rollups) error {
 	for hour, d := range r {
-		if _, err := tx.Exec(`INSERT INTO rollup_hourly (workspace_id, bucket, assistant_id, type, conversations, messages, inbound, answered,
-			response_ms_sum, tokens_in, tokens_out, cost_micros) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-			ON CONFLICT (workspace_id, bucket, assistant_id, type) DO UPDATE SET
-			conversations = rollup_hourly.conversations + excluded.conversations, messages = rollup_hourly.messages + excluded.messages,
-			inbound = rollup_hourly.inbound + excluded.inbound, answered = rollup_hourly.answered + excluded.answered,
-			response_ms_sum = rollup_hourly.response_ms_sum + excluded.response_ms_sum, tokens_in = rollup_hourly.tokens_in + excluded.tokens_in,
-			tokens_out = rollup_hourly.tokens_out + excluded.tokens_out, cost_micros = rollup_hourly.cost_micros + excluded.cost_micros`,
-			workspaceID, hour, assistantID, typ, d.conversations, d.messages, d.inbound, d.answered, d.responseMS, d.tokensIn, d.tokensOut, d.cost); err != nil {
-			return fmt.Errorf("update rollup: %w", err)
+		k := rollupKey{workspaceID: workspaceID, assistantID: assistantID, typ: typ, hour: hour}
+		if s.item != nil {
+			s.item.addRollup(k, d)
+			continue
+		}
+		if err := upsertRollup(tx, k, d); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// dailyUpserts are the rollup_daily upserts, one per hour of the day (the column that counts the
+// conversations started in that hour differs).
+var dailyUpserts = func() (out [24]string) {
+	for h := range out {
+		col := fmt.Sprintf("c%02d", h)
+		out[h] = `INSERT INTO rollup_daily (workspace_id, bucket, assistant_id, type, conversations, messages, inbound, answered,
+			response_ms_sum, tokens_in, tokens_out, cost_micros, ` + col + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $5)
+			ON CONFLICT (workspace_id, bucket, assistant_id, type) DO UPDATE SET
+			conversations = rollup_daily.conversations + excluded.conversations, messages = rollup_daily.messages + excluded.messages,
+			inbound = rollup_daily.inbound + excluded.inbound, answered = rollup_daily.answered + excluded.answered,
+			response_ms_sum = rollup_daily.response_ms_sum + excluded.response_ms_sum, tokens_in = rollup_daily.tokens_in + excluded.tokens_in,
+			tokens_out = rollup_daily.tokens_out + excluded.tokens_out, cost_micros = rollup_daily.cost_micros + excluded.cost_micros,
+			` + col + ` = rollup_daily.` + col + ` + excluded.` + col
+	}
+	return out
+}()
+
+// upsertRollup adds one hour's deltas to its hourly and daily rollup rows.
+func upsertRollup(tx *sql.Tx, k rollupKey, d *rollupDelta) error {
+	if _, err := tx.Exec(`INSERT INTO rollup_hourly (workspace_id, bucket, assistant_id, type, conversations, messages, inbound, answered,
+		response_ms_sum, tokens_in, tokens_out, cost_micros) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (workspace_id, bucket, assistant_id, type) DO UPDATE SET
+		conversations = rollup_hourly.conversations + excluded.conversations, messages = rollup_hourly.messages + excluded.messages,
+		inbound = rollup_hourly.inbound + excluded.inbound, answered = rollup_hourly.answered + excluded.answered,
+		response_ms_sum = rollup_hourly.response_ms_sum + excluded.response_ms_sum, tokens_in = rollup_hourly.tokens_in + excluded.tokens_in,
+		tokens_out = rollup_hourly.tokens_out + excluded.tokens_out, cost_micros = rollup_hourly.cost_micros + excluded.cost_micros`,
+		k.workspaceID, k.hour, k.assistantID, k.typ, d.conversations, d.messages, d.inbound, d.answered, d.responseMS, d.tokensIn, d.tokensOut, d.cost); err != nil {
+		return fmt.Errorf("update hourly rollup: %w", err)
+	}
+	day, hourOfDay := k.hour-mod(k.hour, 86400), mod(k.hour, 86400)/3600
+	if _, err := tx.Exec(dailyUpserts[hourOfDay], k.workspaceID, day, k.assistantID, k.typ, d.conversations, d.messages, d.inbound, d.answered,
+		d.responseMS, d.tokensIn, d.tokensOut, d.cost); err != nil {
+		return fmt.Errorf("update daily rollup: %w", err)
+	}
+	return nil
+}
+
+// mod is the non-negative remainder (times before 1970 included).
+func mod(a, b int64) int64 {
+	if m := a % b; m < 0 {
+		return m + b
+	}
+	return a % b
 }
 
 // rollupWhere is the WHERE clause of the metrics filter over rollup_hourly.
@@ -69,14 +125,68 @@ func rollupWhere(q *sqlBuilder, workspaceID string, f metrics.Filter) string {
 	return strings.Join(conds, " AND ")
 }
 
-// Rollups streams the rollups that match f summed per day and assistant: the database does the
-// aggregation, so a year of hourly rows comes back as a few hundred.
+// dayRanges splits a metrics filter's range into whole UTC days, read from rollup_daily, and the
+// partial days at its edges, read from rollup_hourly; the hours counted are exactly those the
+// hourly rows alone would give.
+func dayRanges(f metrics.Filter) (days *metrics.Filter, edges []metrics.Filter) {
+	const day = 24 * time.Hour
+	whole := f
+	if f.From != nil {
+		start := f.From.UTC().Truncate(day)
+		if start.Before(*f.From) {
+			start = start.Add(day)
+		}
+		whole.From = &start
+	}
+	if f.To != nil {
+		end := f.To.UTC().Truncate(day)
+		whole.To = &end
+	}
+	if whole.From != nil && whole.To != nil && !whole.From.Before(*whole.To) {
+		return nil, []metrics.Filter{f} // less than a whole day
+	}
+	if f.From != nil && whole.From.After(*f.From) {
+		e := f
+		e.To = whole.From
+		edges = append(edges, e)
+	}
+	if f.To != nil && whole.To.Before(*f.To) {
+		e := f
+		e.From = whole.To
+		edges = append(edges, e)
+	}
+	return &whole, edges
+}
+
+const rollupSums = `CAST(SUM(conversations) AS BIGINT), CAST(SUM(messages) AS BIGINT), CAST(SUM(inbound) AS BIGINT),
+	CAST(SUM(answered) AS BIGINT), CAST(SUM(response_ms_sum) AS BIGINT), CAST(SUM(tokens_in) AS BIGINT), CAST(SUM(tokens_out) AS BIGINT),
+	CAST(SUM(cost_micros) AS BIGINT)`
+
+// Rollups streams the rollups that match f summed per day and assistant: whole days come from the
+// daily rollups (a year is a few hundred rows per assistant and channel), the edges from hourly ones.
 func (s *Store) Rollups(ctx context.Context, workspaceID string, f metrics.Filter, fn func(metrics.Bucket) error) error {
-	var q sqlBuilder
-	where := rollupWhere(&q, workspaceID, f)
-	rows, err := s.read.QueryContext(ctx, `SELECT bucket / 86400, assistant_id, CAST(SUM(conversations) AS BIGINT), CAST(SUM(messages) AS BIGINT),
-		CAST(SUM(inbound) AS BIGINT), CAST(SUM(answered) AS BIGINT), CAST(SUM(response_ms_sum) AS BIGINT), CAST(SUM(tokens_in) AS BIGINT),
-		CAST(SUM(tokens_out) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT) FROM rollup_hourly WHERE `+where+` GROUP BY bucket / 86400, assistant_id`, q.args...)
+	days, edges := dayRanges(f)
+	if days != nil {
+		var q sqlBuilder
+		where := rollupWhere(&q, workspaceID, *days)
+		if err := s.scanBuckets(ctx, `SELECT bucket / 86400, assistant_id, `+rollupSums+` FROM rollup_daily WHERE `+where+
+			` GROUP BY bucket, assistant_id`, q.args, fn); err != nil {
+			return err
+		}
+	}
+	for _, e := range edges {
+		var q sqlBuilder
+		where := rollupWhere(&q, workspaceID, e)
+		if err := s.scanBuckets(ctx, `SELECT bucket / 86400, assistant_id, `+rollupSums+` FROM rollup_hourly WHERE `+where+
+			` GROUP BY bucket / 86400, assistant_id`, q.args, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) scanBuckets(ctx context.Context, query string, args []any, fn func(metrics.Bucket) error) error {
+	rows, err := s.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("read rollups: %w", err)
 	}
@@ -95,28 +205,76 @@ func (s *Store) Rollups(ctx context.Context, workspaceID string, f metrics.Filte
 	return rows.Err()
 }
 
+// hourColumns sums the daily rows' conversations started per hour of the day.
+var hourColumns = func() string {
+	var b strings.Builder
+	for h := 0; h < 24; h++ {
+		if h > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "CAST(SUM(c%02d) AS BIGINT)", h)
+	}
+	return b.String()
+}()
+
 // HourOfWeek counts the conversations started in each hour of the week (UTC, Sunday first).
-// The Unix epoch began on a Thursday: hour 0 of the epoch is hour 4×24 of its week.
+// The Unix epoch began on a Thursday: day 0 is weekday 4, hour 0 of the epoch is hour 4×24 of its week.
 func (s *Store) HourOfWeek(ctx context.Context, workspaceID string, f metrics.Filter) ([7][24]int64, error) {
 	var out [7][24]int64
-	var q sqlBuilder
-	where := rollupWhere(&q, workspaceID, f)
-	rows, err := s.read.QueryContext(ctx, `SELECT (bucket / 3600 + 96) % 168, CAST(SUM(conversations) AS BIGINT) FROM rollup_hourly
-		WHERE `+where+` AND conversations > 0 GROUP BY (bucket / 3600 + 96) % 168`, q.args...)
-	if err != nil {
-		return out, fmt.Errorf("read hours of week: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var how, n int64
-		if err := rows.Scan(&how, &n); err != nil {
+	days, edges := dayRanges(f)
+	if days != nil {
+		var q sqlBuilder
+		where := rollupWhere(&q, workspaceID, *days)
+		rows, err := s.read.QueryContext(ctx, `SELECT (bucket / 86400 + 4) % 7, `+hourColumns+` FROM rollup_daily WHERE `+where+
+			` GROUP BY (bucket / 86400 + 4) % 7`, q.args...)
+		if err != nil {
+			return out, fmt.Errorf("read hours of week: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var wd int64
+			var hours [24]int64
+			dest := []any{&wd}
+			for h := range hours {
+				dest = append(dest, &hours[h])
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return out, err
+			}
+			if wd >= 0 && wd < 7 {
+				for h, n := range hours {
+					out[wd][h] += n
+				}
+			}
+		}
+		if err := rows.Err(); err != nil {
 			return out, err
 		}
-		if how >= 0 && how < 168 {
-			out[how/24][how%24] += n
+	}
+	for _, e := range edges {
+		var q sqlBuilder
+		where := rollupWhere(&q, workspaceID, e)
+		rows, err := s.read.QueryContext(ctx, `SELECT (bucket / 3600 + 96) % 168, CAST(SUM(conversations) AS BIGINT) FROM rollup_hourly
+			WHERE `+where+` AND conversations > 0 GROUP BY (bucket / 3600 + 96) % 168`, q.args...)
+		if err != nil {
+			return out, fmt.Errorf("read hours of week: %w", err)
+		}
+		for rows.Next() {
+			var how, n int64
+			if err := rows.Scan(&how, &n); err != nil {
+				rows.Close()
+				return out, err
+			}
+			if how >= 0 && how < 168 {
+				out[how/24][how%24] += n
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return out, err
 		}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // AssistantNames maps every assistant id of the workspace (deleted ones too) to its name.
@@ -135,4 +293,39 @@ func (s *Store) AssistantNames(ctx context.Context, workspaceID string) (map[str
 		out[id] = name
 	}
 	return out, rows.Err()
+}
+
+// RebuildDailyRollups derives rollup_daily again from rollup_hourly, for data loaded in bulk
+// around the store (the bench generator) or a repair; normal writes keep both up to date.
+func (s *Store) RebuildDailyRollups(ctx context.Context) error {
+	var sums, cols strings.Builder
+	for h := 0; h < 24; h++ {
+		fmt.Fprintf(&cols, ", c%02d", h)
+		fmt.Fprintf(&sums, ", SUM(CASE WHEN bucket %% 86400 = %d THEN conversations ELSE 0 END)", h*3600)
+	}
+	return s.Write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`DELETE FROM rollup_daily`); err != nil {
+			return fmt.Errorf("rebuild daily rollups: %w", err)
+		}
+		if _, err := tx.Exec(`INSERT INTO rollup_daily (workspace_id, bucket, assistant_id, type, conversations, messages, inbound, answered,
+			response_ms_sum, tokens_in, tokens_out, cost_micros` + cols.String() + `)
+			SELECT workspace_id, bucket - bucket % 86400, assistant_id, type, SUM(conversations), SUM(messages), SUM(inbound), SUM(answered),
+			SUM(response_ms_sum), SUM(tokens_in), SUM(tokens_out), SUM(cost_micros)` + sums.String() + `
+			FROM rollup_hourly GROUP BY workspace_id, bucket - bucket % 86400, assistant_id, type`); err != nil {
+			return fmt.Errorf("rebuild daily rollups: %w", err)
+		}
+		return nil
+	})
+}
+
+// IndexText adds the text of messages with pk > afterPK to the full-text index, for messages
+// loaded in bulk around the store (SQLite; PostgreSQL indexes by itself).
+func (s *Store) IndexText(ctx context.Context, afterPK int64) error {
+	if s.dialect != "sqlite" {
+		return nil
+	}
+	return s.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO messages_fts (rowid, text, conv) SELECT pk, text, 'c' || conversation_pk FROM messages WHERE pk > $1 AND text <> ''`, afterPK)
+		return err
+	})
 }

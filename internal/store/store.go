@@ -38,6 +38,9 @@ type Store struct {
 	read    *sql.DB
 	writes  chan *writeReq
 	done    chan struct{}
+	// item collects the deferred work of the write running now on the SQLite writer goroutine
+	// (nil elsewhere, and always on PostgreSQL).
+	item *deferred
 }
 
 type writeReq struct {
@@ -187,20 +190,31 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		return
 	}
 	single := len(batch) == 1
+	var pending deferred
+	run := func(r *writeReq) error {
+		item := &deferred{}
+		s.item = item
+		err := r.fn(tx)
+		s.item = nil
+		if err == nil {
+			pending.merge(item)
+		}
+		return err
+	}
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
 		if single {
-			results[i] = r.fn(tx)
+			results[i] = run(r)
 			continue
 		}
 		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
 			results[i] = fmt.Errorf("savepoint: %w", err)
 			continue
 		}
-		if err := r.fn(tx); err != nil {
+		if err := run(r); err != nil {
 			results[i] = err
 			if _, rbErr := tx.Exec("ROLLBACK TO w"); rbErr != nil {
 				results[i] = errors.Join(err, rbErr)
@@ -215,7 +229,13 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		batch[0].errc <- results[0]
 		return
 	}
-	if err := tx.Commit(); err != nil {
+	err = pending.write(tx)
+	if err == nil {
+		err = tx.Commit()
+	} else {
+		_ = tx.Rollback()
+	}
+	if err != nil {
 		for _, r := range batch {
 			r.errc <- fmt.Errorf("commit: %w", err)
 		}
