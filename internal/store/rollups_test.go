@@ -44,7 +44,10 @@ func TestDailyRollupsMatchHourly(t *testing.T) {
 			}
 		}
 	}
-	at := func(d, h, m int) *time.Time { t := base.Add(time.Duration(d)*24*time.Hour + time.Duration(h)*time.Hour + time.Duration(m)*time.Minute); return &t }
+	at := func(d, h, m int) *time.Time {
+		t := base.Add(time.Duration(d)*24*time.Hour + time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
+		return &t
+	}
 	cases := []struct {
 		name     string
 		from, to *time.Time
