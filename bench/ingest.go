@@ -96,7 +96,9 @@ func ingest(c *client, srv *server, clients int, d time.Duration) error {
 	} else {
 		profileDone <- nil
 	}
+	cpuBefore, sendsBefore := srv.cpu(), sends.Load()
 	n, lat, err := loadLoop(clients, d, post(srv.base+"/webhooks/whatsapp"))
+	cpuUsed, replied := srv.cpu()-cpuBefore, sends.Load()-sendsBefore
 	if perr := <-profileDone; perr != nil {
 		fmt.Println("profile:", perr)
 	}
@@ -108,6 +110,11 @@ func ingest(c *client, srv *server, clients int, d time.Duration) error {
 	record(fmt.Sprintf("webhook ingest, %d clients: msg/s", clients), fmt.Sprintf("%.0f msg/s (p50 %s, p99 %s)", rate, ms(pct(lat, 50)), ms(pct(lat, 99))),
 		"≥ 10,000 msg/s", fmt.Sprintf("bare handler %.0f req/s (p50 %s, p99 %s)", baseRate, ms(pct(baseLat, 50)), ms(pct(baseLat, 99))), pass(rate >= 10_000))
 	record("webhook ingest ÷ bare handler", fmt.Sprintf("%.2f", ratio), "≥ 0.5", "", pass(ratio >= 0.5))
+	if n > 0 && cpuUsed > 0 {
+		// CPU per delivery is steadier than throughput on a shared machine, and shows where a
+		// change helps even when another process takes cores.
+		record("webhook: server CPU per delivery", fmt.Sprintf("%d µs (%d replies sent in the window)", cpuUsed.Microseconds()/n, replied), "", "", nil)
+	}
 
 	// Every acknowledged delivery is stored: count the messages the webhook took in.
 	var list struct {

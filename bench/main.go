@@ -353,6 +353,22 @@ func (s *server) status(field string) int64 {
 	return -1
 }
 
+// cpu is the server's CPU time so far (user + system), from /proc/PID/stat.
+func (s *server) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name (which may hold spaces) start after the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100) // clock ticks: USER_HZ is 100 on Linux
+}
+
 func (s *server) rss() int64     { return s.status("VmRSS") }
 func (s *server) peakRSS() int64 { return s.status("VmHWM") }
 

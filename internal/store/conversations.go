@@ -302,8 +302,7 @@ func (s *Store) Messages(ctx context.Context, workspaceID, id string, lastN int)
 	q := `SELECT ` + messageColumns + ` FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE c.id = $1 AND c.workspace_id = $2`
 	args := []any{id, workspaceID}
 	if lastN > 0 {
-		q = `SELECT * FROM (` + q + ` ORDER BY m.pk DESC LIMIT $3) recent`
-		args = append(args, lastN)
+		q = `SELECT * FROM (` + q + ` ORDER BY m.pk DESC` + limitSQL(lastN) + `) recent`
 	} else {
 		q += ` ORDER BY m.pk`
 	}
@@ -345,7 +344,7 @@ func (s *Store) listConversations(ctx context.Context, workspaceID string, f con
 	}
 	limit := f.Limit
 	rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE `+where+
-		` ORDER BY c.last_message_at DESC, c.pk DESC LIMIT `+q.arg(limit+1), q.args...)
+		` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(limit+1), q.args...)
 	if err != nil {
 		return conversation.Page{}, fmt.Errorf("list conversations: %w", err)
 	}
@@ -462,7 +461,7 @@ func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversat
 			where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE `+where+
-			` ORDER BY c.last_message_at DESC, c.pk DESC LIMIT `+q.arg(exportBatch), q.args...)
+			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(exportBatch), q.args...)
 		if err != nil {
 			return fmt.Errorf("export conversations: %w", err)
 		}
@@ -590,8 +589,8 @@ func (s *Store) commonTerms(ctx context.Context, match string) bool {
 		return false
 	}
 	var n int
-	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1 LIMIT $2)`,
-		"text : ("+match+")", commonProbe).Scan(&n)
+	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1`+limitSQL(commonProbe)+`)`,
+		"text : ("+match+")").Scan(&n)
 	return err == nil && n >= commonProbe
 }
 
@@ -625,7 +624,7 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 			where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
 		}
 		rows, err := s.read.QueryContext(ctx, `SELECT c.pk, c.last_message_at FROM conversations c WHERE `+where+
-			` ORDER BY c.last_message_at DESC, c.pk DESC LIMIT `+q.arg(batchSize), q.args...)
+			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(batchSize), q.args...)
 		if err != nil {
 			return conversation.Page{}, fmt.Errorf("list candidates: %w", err)
 		}
@@ -733,6 +732,10 @@ func customerKeys(v string) []string {
 }
 
 type sqlBuilder struct{ args []any }
+
+// limitSQL is a LIMIT clause with its number written in. SQLite compiles a statement again every
+// time a bound LIMIT changes (the planner reads the value), which defeats the statement cache.
+func limitSQL(n int) string { return " LIMIT " + strconv.Itoa(n) }
 
 func (q *sqlBuilder) arg(v any) string {
 	q.args = append(q.args, v)

@@ -198,3 +198,37 @@ func TestDeferredWorkFollowsItsWrite(t *testing.T) {
 		t.Fatalf("text search after deferred indexing: %v %v", p, err)
 	}
 }
+
+// BenchmarkHotReads runs the reads of every webhook delivery and AI turn: the open conversation of a
+// customer and the latest messages. Both must reuse their compiled statements (a bound LIMIT, or a
+// bound value compared with a partial index's WHERE, made SQLite compile them on every run).
+func BenchmarkHotReads(b *testing.B) {
+	s := openTest(b)
+	c, ws := seedConversation(b, s)
+	ctx := context.Background()
+	if _, err := s.write.Exec(`UPDATE conversations SET channel_id = 'sender1'`); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		m := &conversation.Message{ID: fmt.Sprint("m", i), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "hello", CreatedAt: time.Now().UTC()}
+		if _, _, err := s.Apply(ctx, ws, c.ID, conversation.Change{Messages: []*conversation.Message{m}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("open conversation", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			got, err := s.FindChannelConversation(ctx, ws, conversation.TypeWhatsApp, "sender1", c.CustomerID)
+			if err != nil || got == nil {
+				b.Fatal(got, err)
+			}
+		}
+	})
+	b.Run("latest messages", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			got, err := s.Messages(ctx, ws, c.ID, 20+i%2)
+			if err != nil || len(got) < 20 {
+				b.Fatal(len(got), err)
+			}
+		}
+	})
+}

@@ -347,10 +347,10 @@ func inList(start int, ids []string) (string, []any) {
 
 // SearchChunks runs an FTS5 MATCH over the knowledge bases' passages, best (lowest bm25) first.
 func (s *Store) SearchChunks(ctx context.Context, workspaceID string, kbIDs []string, match string, limit int) ([]knowledge.Chunk, error) {
-	in, inArgs := inList(4, kbIDs)
+	in, inArgs := inList(3, kbIDs)
 	q := `SELECT c.pk, c.knowledge_base_id, c.document_id, d.title, c.position, c.content, bm25(kb_chunks_fts) AS score
 		FROM kb_chunks_fts JOIN kb_chunks c ON c.pk = kb_chunks_fts.rowid JOIN kb_documents d ON d.id = c.document_id
-		WHERE kb_chunks_fts MATCH $1 AND c.workspace_id = $2 AND c.knowledge_base_id IN ` + in + ` ORDER BY score LIMIT $3`
+		WHERE kb_chunks_fts MATCH $1 AND c.workspace_id = $2 AND c.knowledge_base_id IN ` + in + ` ORDER BY score` + limitSQL(limit)
 	if s.dialect == "postgres" {
 		// The same ranking idea on tsvector: any of the words, best first (the score is negated
 		// below, as bm25's lower-is-better is).
@@ -360,9 +360,9 @@ func (s *Store) SearchChunks(ctx context.Context, workspaceID string, kbIDs []st
 		}
 		q = `SELECT c.pk, c.knowledge_base_id, c.document_id, d.title, c.position, c.content, -ts_rank_cd(c.tsv, to_tsquery('english', $1)) AS score
 			FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
-			WHERE c.tsv @@ to_tsquery('english', $1) AND c.workspace_id = $2 AND c.knowledge_base_id IN ` + in + ` ORDER BY score LIMIT $3`
+			WHERE c.tsv @@ to_tsquery('english', $1) AND c.workspace_id = $2 AND c.knowledge_base_id IN ` + in + ` ORDER BY score` + limitSQL(limit)
 	}
-	rows, err := s.read.QueryContext(ctx, q, append([]any{match, workspaceID, limit}, inArgs...)...)
+	rows, err := s.read.QueryContext(ctx, q, append([]any{match, workspaceID}, inArgs...)...)
 	if err != nil {
 		return nil, err
 	}

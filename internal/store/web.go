@@ -190,7 +190,7 @@ func (s *Store) CountConversations(ctx context.Context, workspaceID string, f co
 	var q sqlBuilder
 	where := s.filterWhere(&q, workspaceID, f)
 	var n int64
-	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM conversations c WHERE `+where+` LIMIT `+q.arg(max+1)+`) x`, q.args...).Scan(&n)
+	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM conversations c WHERE `+where+limitSQL(max+1)+`) x`, q.args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count conversations: %w", err)
 	}

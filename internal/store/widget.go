@@ -200,8 +200,8 @@ func (s *Store) TouchWidgetSession(ctx context.Context, tokenHash string, at tim
 func (s *Store) WidgetMessagesAfter(ctx context.Context, workspaceID, conversationID, afterID string, limit int) ([]*conversation.Message, error) {
 	q := `SELECT ` + messageColumns + ` FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
 		WHERE c.id = $1 AND c.workspace_id = $2 AND m.pk > COALESCE((SELECT p.pk FROM messages p WHERE p.id = $3 AND p.conversation_pk = c.pk), 0)
-		ORDER BY m.pk LIMIT $4`
-	rows, err := s.read.QueryContext(ctx, q, conversationID, workspaceID, afterID, limit)
+		ORDER BY m.pk` + limitSQL(limit)
+	rows, err := s.read.QueryContext(ctx, q, conversationID, workspaceID, afterID)
 	if err != nil {
 		return nil, fmt.Errorf("widget messages: %w", err)
 	}
