@@ -26,11 +26,11 @@ func (s *Store) AssistantBudget(ctx context.Context, workspaceID, assistantID st
 	return name, micros.Int64, nil
 }
 
-// AssistantSpend sums the assistant's cost in [from, to), both on hour boundaries, from the hourly
-// rollups (kept in the transaction of every message and delivery price).
+// AssistantSpend sums the assistant's cost in [from, to), both on UTC day boundaries (a month),
+// from the daily rollups (kept in the transaction of every message and delivery price).
 func (s *Store) AssistantSpend(ctx context.Context, workspaceID, assistantID string, from, to time.Time) (int64, error) {
 	var spent int64
-	err := s.read.QueryRowContext(ctx, `SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM rollup_hourly
+	err := s.read.QueryRowContext(ctx, `SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM rollup_daily
 		WHERE workspace_id = $1 AND bucket >= $2 AND bucket < $3 AND assistant_id = $4`,
 		workspaceID, from.Unix(), to.Unix(), assistantID).Scan(&spent)
 	if err != nil {
@@ -91,7 +91,7 @@ func (s *Store) BudgetStatuses(ctx context.Context, workspaceID, assistantID str
 	from, to := budget.MonthBounds(now)
 	month := budget.Month(now)
 	rows, err := s.read.QueryContext(ctx, `SELECT a.id, a.name, a.monthly_budget_micros,
-		CAST(COALESCE((SELECT SUM(r.cost_micros) FROM rollup_hourly r WHERE r.workspace_id = a.workspace_id AND r.assistant_id = a.id
+		CAST(COALESCE((SELECT SUM(r.cost_micros) FROM rollup_daily r WHERE r.workspace_id = a.workspace_id AND r.assistant_id = a.id
 			AND r.bucket >= $2 AND r.bucket < $3), 0) AS BIGINT)
 		FROM assistants a WHERE a.workspace_id = $1 AND a.monthly_budget_micros > 0 AND a.deleted_at IS NULL AND ($4 = '' OR a.id = $4)
 		ORDER BY a.created_at, a.id`,

@@ -47,6 +47,9 @@ func seedBudgetRollups(t testing.TB, s *Store, n int, month time.Time) (string, 
 			t.Fatal(err)
 		}
 	}
+	if err := s.RebuildDailyRollups(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return ws, ids
 }
 

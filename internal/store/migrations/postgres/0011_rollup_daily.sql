@@ -40,6 +40,10 @@ CREATE TABLE rollup_daily (
     c23 BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (workspace_id, bucket, assistant_id, type)
 );
+-- An assistant's month (budget checks) is a range of its daily rows: ~30 per channel instead of ~720
+-- hourly ones, so the hourly index of 0010 is no longer needed.
+CREATE INDEX rollup_daily_assistant ON rollup_daily(workspace_id, assistant_id, bucket);
+DROP INDEX rollup_hourly_assistant;
 
 INSERT INTO rollup_daily (workspace_id, bucket, assistant_id, type, conversations, messages, inbound, answered, response_ms_sum,
     tokens_in, tokens_out, cost_micros, c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23)
