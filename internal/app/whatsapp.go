@@ -49,12 +49,22 @@ func init() {
 }
 
 func setupJobs(ctx context.Context, a *App) ([]server.Mount, error) {
+	_, err := ensureJobs(ctx, a)
+	return nil, err
+}
+
+// ensureJobs opens the queue once, for whichever feature needs it first (features set up in the
+// order of their files' names, and some sort before this one).
+func ensureJobs(ctx context.Context, a *App) (*jobs.Queue, error) {
+	if q, ok := a.Extra["jobs"].(*jobs.Queue); ok {
+		return q, nil
+	}
 	q, err := jobs.Open(ctx, a.Store.DB(), jobs.Options{Log: a.Config.Log, PollInterval: 100 * time.Millisecond, Postgres: a.Store.Dialect() == "postgres"})
 	if err != nil {
 		return nil, err
 	}
 	a.Extra["jobs"] = q
-	return nil, nil
+	return q, nil
 }
 
 func setupWhatsApp(ctx context.Context, a *App) ([]server.Mount, error) {

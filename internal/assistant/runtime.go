@@ -32,6 +32,9 @@ type Turn struct {
 	ConversationID string
 	History        []llm.Message
 	Variables      map[string]string
+	// AnswerHTTPTool, when set, answers the assistant's HTTP tools in place of calling them: a
+	// replay's sandbox answers from the recorded conversation and never reaches the network.
+	AnswerHTTPTool func(ctx context.Context, name, arguments string) string
 }
 
 // ToolCallRecord is a tool call with its result, as stored on the round's message.
@@ -156,6 +159,10 @@ func (r *Runtime) Run(ctx context.Context, t Turn, sink Sink) error {
 		var wg sync.WaitGroup
 		for i, tc := range resp.ToolCalls {
 			ht, ok := httpTools[tc.Name]
+			if ok && t.AnswerHTTPTool != nil {
+				resultsOf[i] = t.AnswerHTTPTool(ctx, tc.Name, tc.Arguments)
+				continue
+			}
 			if !ok || r.HTTP == nil {
 				continue
 			}
@@ -175,7 +182,7 @@ func (r *Runtime) Run(ctx context.Context, t Turn, sink Sink) error {
 		var results []llm.Message
 		for i, tc := range resp.ToolCalls {
 			result := resultsOf[i]
-			if _, ok := httpTools[tc.Name]; !ok || r.HTTP == nil {
+			if _, ok := httpTools[tc.Name]; !ok || (r.HTTP == nil && t.AnswerHTTPTool == nil) {
 				var fx tools.Effects
 				result, fx = tools.Call(ctx, env, tc.Name, tc.Arguments)
 				step.Effects.Merge(fx)

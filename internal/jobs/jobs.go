@@ -1,5 +1,5 @@
 // Package jobs runs durable background work (WhatsApp replies, media downloads, sends, outgoing
-// webhooks) with River on the store's own database (SQLite through riversqlite, PostgreSQL through
+// webhooks, replays) with River on the store's own database (SQLite through riversqlite, PostgreSQL through
 // riverdatabasesql), so a job is inserted in the same transaction as the rows it refers to and
 // survives a restart.
 package jobs
@@ -30,6 +30,13 @@ type Options struct {
 	// Postgres selects River's PostgreSQL driver (db is then the store's pgx pool).
 	Postgres bool
 }
+
+// QueueBackground is the queue of long, non-urgent work (replays): its own few workers, so it
+// never holds up the default queue's customer replies and sends.
+const QueueBackground = "background"
+
+// backgroundWorkers is how many background jobs run at once.
+const backgroundWorkers = 2
 
 // Queue is the job queue.
 type Queue struct {
@@ -76,7 +83,7 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Queue, error) {
 	}
 	workers := river.NewWorkers()
 	client, err := river.NewClient(driver, &river.Config{
-		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}},
+		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}, QueueBackground: {MaxWorkers: backgroundWorkers}},
 		Workers:              workers,
 		FetchPollInterval:    opts.PollInterval,
 		FetchCooldown:        10 * time.Millisecond,
@@ -120,6 +127,21 @@ func Register[T river.JobArgs](q *Queue, w river.Worker[T]) {
 func (q *Queue) InsertTx(ctx context.Context, tx *sql.Tx, args river.JobArgs, opts *river.InsertOpts) error {
 	if _, err := q.client.InsertTx(ctx, tx, args, opts); err != nil {
 		return fmt.Errorf("queue %s job: %w", args.Kind(), err)
+	}
+	return nil
+}
+
+// InsertManyTx queues several jobs in the caller's transaction, each with its kind's InsertOpts.
+func (q *Queue) InsertManyTx(ctx context.Context, tx *sql.Tx, args []river.JobArgs) error {
+	if len(args) == 0 {
+		return nil
+	}
+	params := make([]river.InsertManyParams, len(args))
+	for i, a := range args {
+		params[i] = river.InsertManyParams{Args: a}
+	}
+	if _, err := q.client.InsertManyTx(ctx, tx, params); err != nil {
+		return fmt.Errorf("queue %d %s jobs: %w", len(args), args[0].Kind(), err)
 	}
 	return nil
 }

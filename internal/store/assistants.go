@@ -18,7 +18,10 @@ func (s *Store) CreateAssistant(ctx context.Context, a *assistant.Assistant) err
 	return s.Write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`INSERT INTO assistants (`+assistantColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			a.ID, a.WorkspaceID, a.Name, a.SystemPrompt, a.Model, a.Temperature, string(a.Tools), kbs, extract, a.FallbackText, a.Version, ms(a.CreatedAt), ms(a.UpdatedAt), budgetColumn(a))
-		return err
+		if err != nil {
+			return err
+		}
+		return saveVersion(tx, a)
 	})
 }
 
@@ -32,7 +35,10 @@ func (s *Store) UpdateAssistant(ctx context.Context, a *assistant.Assistant) err
 		if err != nil {
 			return err
 		}
-		return expectOne(res)
+		if err := expectOne(res); err != nil {
+			return err
+		}
+		return saveVersion(tx, a)
 	})
 }
 

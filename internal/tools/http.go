@@ -110,6 +110,12 @@ func (t *HTTPTool) Def() llm.ToolDef {
 	if len(params) == 0 || string(params) == "null" {
 		params = json.RawMessage(`{"type":"object","properties":{}}`)
 	}
+	// Compact: PostgreSQL's JSONB re-spaces stored JSON, and the model must read the same tool
+	// (the same tokens) whatever the backend and wherever the tools came from (a replay's copy).
+	var compact bytes.Buffer
+	if json.Compact(&compact, params) == nil {
+		params = compact.Bytes()
+	}
 	return llm.ToolDef{Name: t.Name, Description: t.Description, Parameters: params}
 }
 
