@@ -49,7 +49,8 @@ func TestTenantIsolationOnEveryEndpoint(t *testing.T) {
 	collect(e.Do("POST", "/api/v1/whatsapp/templates", map[string]any{"name": "hello_a", "language": "en_US", "category": "UTILITY",
 		"components": []any{map[string]any{"type": "BODY", "text": "Hello {{1}}"}}}))
 	collect(e.Do("POST", "/api/v1/widgets", map[string]any{"assistant_id": aid, "mode": "chat", "allowed_origins": []string{"https://a.example.com"}}))
-	if len(ids) < 6 {
+	collect(e.Do("POST", "/api/v1/replays", map[string]any{"assistant_id": aid, "draft": map[string]any{"system_prompt": "You are A, " + secret}}))
+	if len(ids) < 7 {
 		t.Fatalf("created only %d resources in A: %v", len(ids), ids)
 	}
 

@@ -215,4 +215,5 @@ type SandboxCall struct {
 }
 
 // NotExecutedResult is what the model reads for an HTTP tool call with no recorded result.
-const NotExecutedResult = `{"error":"not executed in replay: no recorded result for this call"}`
+// It has the shape of an HTTP tool's failure ({"ok": false, "error"}).
+const NotExecutedResult = `{"error":"not executed in replay: no recorded result for this call","ok":false}`
