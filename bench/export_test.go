@@ -30,6 +30,20 @@ func BenchmarkExportCSV(b *testing.B) {
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
 
+// BenchmarkExportJSONL streams the JSONL export (each row with its conversation's replay context).
+func BenchmarkExportJSONL(b *testing.B) {
+	a, wsID, rows := generatedApp(b, genConfig{Conversations: 3000, MessagesPer: 10, Days: 30, Seed: 1})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w := discardWriter{h: http.Header{}}
+		r := httptest.NewRequest("GET", "/api/v1/conversations/export?format=jsonl", nil)
+		if err := api.StreamExport(&w, r, a.Conversations, wsID, conversation.Filter{}, "jsonl"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
 // discardWriter is a ResponseWriter that throws the body away, as a fast client would.
 type discardWriter struct{ h http.Header }
 

@@ -368,6 +368,7 @@ func StreamExport(w http.ResponseWriter, r *http.Request, svc *conversation.Serv
 	var writeErr error
 	var lastConv *conversation.Conversation
 	var convCols []string
+	var convJSON json.RawMessage
 	for batch := range batches {
 		if writeErr != nil {
 			continue // drain so the reader can finish
@@ -380,7 +381,10 @@ func StreamExport(w http.ResponseWriter, r *http.Request, svc *conversation.Serv
 				fillRecord(record, convCols, row.Message)
 				writeErr = cw.Write(record)
 			} else {
-				writeErr = enc.Encode(exportJSON(row.Conversation, row.Message))
+				if row.Conversation != lastConv {
+					lastConv, convJSON = row.Conversation, exportConversation(row.Conversation, row.Variables)
+				}
+				writeErr = enc.Encode(exportJSON(row.Conversation, row.Message, convJSON))
 			}
 			if writeErr != nil {
 				cancel()
@@ -453,12 +457,46 @@ type exportRowJSON struct {
 	AssistantName         string `json:"assistant_name"`
 	ConversationCreatedAt string `json:"conversation_created_at"`
 	MessageJSON
+	// Conversation is what a replay needs besides the messages: the channel context and the
+	// variables with their sources (the same object on every row of the conversation).
+	Conversation json.RawMessage `json:"conversation"`
 }
 
-func exportJSON(c *conversation.Conversation, m *conversation.Message) exportRowJSON {
+// ExportConversationJSON is the replayable export's per-conversation context.
+type ExportConversationJSON struct {
+	ID            string            `json:"id"`
+	Type          string            `json:"type"`
+	Status        string            `json:"status"`
+	AssistantID   string            `json:"assistant_id"`
+	CustomerID    string            `json:"customer_id"`
+	CustomerName  string            `json:"customer_name"`
+	ChannelID     string            `json:"channel_id"`
+	Metadata      map[string]string `json:"metadata"`
+	HandoffReason string            `json:"handoff_reason,omitempty"`
+	CreatedAt     string            `json:"created_at"`
+	EndedAt       *string           `json:"ended_at"`
+	Variables     []VariableJSON    `json:"variables"`
+}
+
+// exportConversation encodes a conversation's context once for all its rows.
+func exportConversation(c *conversation.Conversation, vars []conversation.Variable) json.RawMessage {
+	out := ExportConversationJSON{ID: c.ID, Type: string(c.Type), Status: string(c.Status), AssistantID: c.AssistantID, CustomerID: c.CustomerID,
+		CustomerName: c.CustomerName, ChannelID: c.ChannelID, Metadata: c.Metadata, HandoffReason: c.HandoffReason, CreatedAt: jsonTime(c.CreatedAt),
+		EndedAt: jsonTimePtr(c.EndedAt), Variables: make([]VariableJSON, 0, len(vars))}
+	if out.Metadata == nil {
+		out.Metadata = map[string]string{}
+	}
+	for _, v := range vars {
+		out.Variables = append(out.Variables, VariableJSON{Name: v.Name, Value: v.Value, Source: v.Source, UpdatedAt: jsonTime(v.UpdatedAt)})
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+func exportJSON(c *conversation.Conversation, m *conversation.Message, conv json.RawMessage) exportRowJSON {
 	return exportRowJSON{ConversationID: c.ID, ConversationType: string(c.Type), ConversationStatus: string(c.Status), CustomerID: c.CustomerID,
 		CustomerName: c.CustomerName, AssistantID: c.AssistantID, AssistantName: c.AssistantName, ConversationCreatedAt: jsonTime(c.CreatedAt),
-		MessageJSON: NewMessageJSON(m)}
+		MessageJSON: NewMessageJSON(m), Conversation: conv}
 }
 
 // MetricsJSON is the metrics answer.

@@ -196,6 +196,8 @@ type Page struct {
 type ExportRow struct {
 	Conversation *Conversation
 	Message      *Message
+	// Variables are the conversation's variables (the same slice on each of its rows).
+	Variables []Variable
 }
 
 // Change is what the service asks the store to apply to a conversation in one transaction,

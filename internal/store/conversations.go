@@ -385,6 +385,7 @@ const exportFetchers = 2
 type exportPage struct {
 	convs []*conversation.Conversation
 	pks   []int64
+	vars  map[int64][]conversation.Variable // set before msgs is sent
 	msgs  chan map[int64][]*conversation.Message
 	err   chan error
 }
@@ -410,6 +411,9 @@ func (s *Store) Export(ctx context.Context, workspaceID string, f conversation.F
 			go func() {
 				defer func() { <-sem }()
 				m, err := s.exportMessages(ctx, p.pks)
+				if err == nil {
+					p.vars, err = s.exportVariables(ctx, p.pks)
+				}
 				p.msgs <- m
 				p.err <- err
 			}()
@@ -429,7 +433,7 @@ func (s *Store) Export(ctx context.Context, workspaceID string, f conversation.F
 		for i, c := range p.convs {
 			for _, m := range byConv[p.pks[i]] {
 				m.ConversationID = c.ID
-				if err := fn(conversation.ExportRow{Conversation: c, Message: m}); err != nil {
+				if err := fn(conversation.ExportRow{Conversation: c, Message: m, Variables: p.vars[p.pks[i]]}); err != nil {
 					return err
 				}
 			}
