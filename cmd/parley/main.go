@@ -33,6 +33,10 @@ Usage:
   parley user create --email E --password P [--workspace SLUG]
                                      create a dashboard user
   parley backup --out FILE           write a consistent copy of the database while it runs
+  parley replay --assistant ID|NAME [--version N] [--system-prompt TEXT | --system-prompt-file FILE]
+                [--type T] [--from D] [--to D] [--status S] [--limit N] [--json]
+                                     replay recorded conversations with another version of their
+                                     assistant, in a sandbox, and print the differences
   parley version
 
 Common flags (each also read from its environment variable):
@@ -73,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return userCreate(rest[1:], stdout, stderr)
 	case "backup":
 		return backup(rest, stdout, stderr)
+	case "replay":
+		return replayCmd(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "parley", version)
 		return nil
