@@ -1,6 +1,6 @@
 // Package web is the dashboard: server-rendered html/template pages (conversations, a
 // conversation's detail, metrics, assistants, test chat, knowledge bases, WhatsApp, widgets,
-// settings) behind cookie sessions with CSRF tokens, a little hand-written JS, no build step.
+// settings, replays) behind cookie sessions with CSRF tokens, a little hand-written JS, no build step.
 // Pages for resources owned by other features are shells whose JS calls the JSON API, which
 // accepts a dashboard session in place of an API key (see api.UseSessions).
 package web
@@ -22,6 +22,7 @@ import (
 	"github.com/parley-hq/parley/internal/budget"
 	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/events"
+	"github.com/parley-hq/parley/internal/replay"
 	"github.com/parley-hq/parley/internal/store"
 )
 
@@ -45,7 +46,9 @@ type Deps struct {
 	Assistants    *assistant.Service
 	Conversations *conversation.Service
 	Events        *events.Hub
-	Log           *slog.Logger
+	// Replays runs and reads replays (the Replays pages).
+	Replays *replay.Service
+	Log     *slog.Logger
 }
 
 // Handler serves the dashboard.
@@ -88,6 +91,7 @@ var Patterns = []string{
 	"GET /test-chat", "POST /test-chat", "POST /test-chat/{id}/messages",
 	"GET /knowledge", "GET /whatsapp", "GET /widgets",
 	"GET /settings", "POST /settings/keys", "POST /settings/keys/{id}/revoke",
+	"GET /replays", "POST /replays", "GET /replays/{id}",
 	"GET " + AssetPrefix,
 }
 
@@ -150,6 +154,10 @@ func (h *Handler) routes() {
 	m.Handle("GET /settings", h.auth(h.settings))
 	m.Handle("POST /settings/keys", h.auth(h.createKey))
 	m.Handle("POST /settings/keys/{id}/revoke", h.auth(h.revokeKey))
+
+	m.Handle("GET /replays", h.auth(h.replays))
+	m.Handle("POST /replays", h.auth(h.startReplay))
+	m.Handle("GET /replays/{id}", h.auth(h.replayPage))
 
 	sub, _ := fs.Sub(staticFS, "static")
 	files := http.StripPrefix(AssetPrefix, http.FileServerFS(sub))
