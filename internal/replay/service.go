@@ -377,8 +377,9 @@ type worker struct {
 	s *Service
 }
 
-// Timeout: a long conversation on a slow model takes a while; bounded all the same.
-func (w *worker) Timeout(*river.Job[Args]) time.Duration { return 30 * time.Minute }
+// Timeout: a long conversation on a slow model takes a while, but the job must end before the
+// queue would take it for stuck (15 minutes) and run it a second time.
+func (w *worker) Timeout(*river.Job[Args]) time.Duration { return 10 * time.Minute }
 
 func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	a := job.Args
