@@ -268,5 +268,11 @@ func generate(ctx context.Context, st *store.Store, workspaceID string, cfg genC
 	if err := st.IndexText(ctx, 0); err != nil {
 		return total, err
 	}
+	for more := true; more; { // as a server's background merging leaves it
+		var err error
+		if more, err = st.MergeTextIndex(ctx, time.Minute); err != nil {
+			return total, err
+		}
+	}
 	return total, st.RebuildDailyRollups(ctx)
 }

@@ -329,3 +329,45 @@ func (s *Store) IndexText(ctx context.Context, afterPK int64) error {
 		return err
 	})
 }
+
+// textMergePages bounds one merge step of the full-text index (pages written), so a step holds the
+// writer for milliseconds, not seconds.
+const textMergePages = 32
+
+// MergeTextIndex merges the full-text index's segments in small steps for up to budget, and
+// reports whether work is left. Messages are indexed once per group commit, each commit a new small
+// segment; FTS5's automerge keeps their number bounded but not small, and a search that walks
+// recent conversations looks every conversation term up in every segment: merged, the common-word
+// walk over 800 conversations took 6 ms instead of 90 ms (1M messages). SQLite only.
+func (s *Store) MergeTextIndex(ctx context.Context, budget time.Duration) (bool, error) {
+	if s.dialect != "sqlite" {
+		return false, nil
+	}
+	deadline := time.Now().Add(budget)
+	for time.Now().Before(deadline) {
+		worked := false
+		err := s.Write(ctx, func(tx *sql.Tx) error {
+			var before, after int64
+			if err := tx.QueryRow(`SELECT total_changes()`).Scan(&before); err != nil {
+				return err
+			}
+			// A negative page count merges segments of any level, as 'optimize' does, but a bounded
+			// amount at a time.
+			if _, err := tx.Exec(`INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', $1)`, -textMergePages); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(`SELECT total_changes()`).Scan(&after); err != nil {
+				return err
+			}
+			worked = after-before >= 2 // FTS5's documented sign that the step merged something
+			return nil
+		})
+		if err != nil {
+			return false, fmt.Errorf("merge text index: %w", err)
+		}
+		if !worked {
+			return false, nil
+		}
+	}
+	return true, nil
+}

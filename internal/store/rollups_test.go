@@ -232,3 +232,35 @@ func BenchmarkHotReads(b *testing.B) {
 		}
 	})
 }
+
+// TestMergeTextIndex checks that the background merge leaves fewer segments and the same matches.
+func TestMergeTextIndex(t *testing.T) {
+	s := openTest(t)
+	c, ws := seedConversation(t, s)
+	ctx := context.Background()
+	for i := 0; i < 60; i++ { // one commit, so one segment, each
+		m := &conversation.Message{ID: fmt.Sprint("m", i), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text",
+			Text: fmt.Sprintf("parcel number%d arrived", i), CreatedAt: time.Now().UTC()}
+		if _, _, err := s.Apply(ctx, ws, c.ID, conversation.Change{Messages: []*conversation.Message{m}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func() (segments, matches int) {
+		if err := s.read.QueryRow(`SELECT COUNT(DISTINCT segid) FROM messages_fts_idx`).Scan(&segments); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.read.QueryRow(`SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH 'parcel AND arrived'`).Scan(&matches); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	segsBefore, matchesBefore := state()
+	more, err := s.MergeTextIndex(ctx, time.Minute)
+	if err != nil || more {
+		t.Fatalf("merge: more %v, %v", more, err)
+	}
+	segsAfter, matchesAfter := state()
+	if matchesBefore != 60 || matchesAfter != 60 || segsAfter >= segsBefore || segsAfter != 1 {
+		t.Fatalf("segments %d -> %d, matches %d -> %d", segsBefore, segsAfter, matchesBefore, matchesAfter)
+	}
+}
