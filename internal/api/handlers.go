@@ -534,12 +534,12 @@ func (a *API) metrics(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	extra := a.metricsFields(r, f) // fields features add, computed beside the report (metrics_extra.go)
 	rep, err := metrics.Compute(r.Context(), a.Metrics, workspace(r.Context()), f)
 	if err != nil {
 		return err
 	}
-	WriteJSON(w, http.StatusOK, NewMetricsJSON(rep))
-	return nil
+	return writeMetrics(w, NewMetricsJSON(rep), extra)
 }
 
 // NewMetricsJSON renders a metrics report.

@@ -42,6 +42,9 @@ func (s *Store) CreateConversation(ctx context.Context, c *conversation.Conversa
 		if err := upsertVariables(tx, pk, vars); err != nil {
 			return err
 		}
+		if err := insertInsightFacts(tx, pk, c); err != nil { // insights.go
+			return err
+		}
 		r := rollups{}
 		r.at(c.CreatedAt).conversations++
 		return s.addRollups(tx, c.WorkspaceID, c.AssistantID, string(c.Type), r)
@@ -75,6 +78,7 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 			return err
 		}
 		r := rollups{}
+		firstInbound := c.LastInboundAt == nil // for insightFactsOnApply
 		for _, m := range ch.Messages {
 			ok, err := s.insertMessage(tx, workspaceID, pk, m)
 			if err != nil {
@@ -113,6 +117,9 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 			}
 		}
 		now := time.Now().UTC()
+		if err := insightFactsOnApply(tx, pk, c, ch, stored, now, firstInbound); err != nil { // insights.go; c is still the old state
+			return err
+		}
 		if ch.Status != "" && ch.Status != c.Status {
 			c.Status = ch.Status
 			if ch.Status == conversation.StatusEnded {
