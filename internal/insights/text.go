@@ -49,11 +49,18 @@ func stem(w string) string {
 type keyword struct{ stem, word string }
 
 // keywords are the question's meaningful words in order: no stop words, nothing shorter than three
-// letters, nothing with digits (order numbers and phone numbers name a case, not a topic).
+// letters, nothing written with digits ("ORD-123456", "9am": order numbers, phone numbers and times
+// name a case, not a topic).
 func keywords(text string) []keyword {
 	var out []keyword
-	for _, w := range words(text) {
-		if utf8.RuneCountInString(w) < minKeywordRunes || stopwords[w] || strings.IndexFunc(w, unicode.IsDigit) >= 0 {
+	var kept []string
+	for _, f := range strings.Fields(text) {
+		if strings.IndexFunc(f, unicode.IsDigit) < 0 {
+			kept = append(kept, f)
+		}
+	}
+	for _, w := range words(strings.Join(kept, " ")) {
+		if utf8.RuneCountInString(w) < minKeywordRunes || stopwords[w] {
 			continue
 		}
 		s := stem(w)
