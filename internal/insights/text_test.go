@@ -34,10 +34,10 @@ func TestKeywords(t *testing.T) {
 
 func TestNormalize(t *testing.T) {
 	for in, want := range map[string]string{
-		"  Do you sell   gift vouchers? ": "do you sell gift vouchers",
-		"¿Abren el domingo?":              "abren el domingo",
+		"  Do you sell   gift vouchers? ":  "do you sell gift vouchers",
+		"¿Abren el domingo?":               "abren el domingo",
 		"Where is my parcel? I need help!": "where is my parcel? i need help",
-		"...":                             "",
+		"...":                              "",
 	} {
 		if got := normalize(in); got != want {
 			t.Errorf("normalize(%q) = %q, want %q", in, got, want)
