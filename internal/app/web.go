@@ -19,7 +19,8 @@ func init() {
 
 // setupWeb mounts the dashboard and lets its sessions call the API from the browser.
 func setupWeb(ctx context.Context, a *App) ([]server.Mount, error) {
-	h, err := web.New(web.Deps{Store: a.Store, Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Events: a.Events, Replays: a.ReplayService(), Log: a.Config.Log})
+	h, err := web.New(web.Deps{Store: a.Store, Auth: a.Auth, Assistants: a.Assistants, Conversations: a.Conversations, Events: a.Events, Replays: a.ReplayService(), Log: a.Config.Log,
+		Insights: InsightsService(a)})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/parley-hq/parley/internal/budget"
 	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/events"
+	"github.com/parley-hq/parley/internal/insights"
 	"github.com/parley-hq/parley/internal/replay"
 	"github.com/parley-hq/parley/internal/store"
 )
@@ -49,6 +50,8 @@ type Deps struct {
 	// Replays runs and reads replays (the Replays pages).
 	Replays *replay.Service
 	Log     *slog.Logger
+	// Insights computes the Insights page (nil: the page answers an error).
+	Insights *insights.Service
 }
 
 // Handler serves the dashboard.
@@ -86,7 +89,7 @@ var Patterns = []string{
 	"GET /{$}", "GET /login", "POST /login", "POST /logout", "POST /workspace",
 	"GET /conversations", "GET /conversations/export", "GET /conversations/{id}", "GET /conversations/{id}/events",
 	"POST /conversations/{id}/{action}",
-	"GET /metrics",
+	"GET /metrics", "GET /insights",
 	"GET /assistants", "GET /assistants/new", "GET /assistants/{id}", "POST /assistants", "POST /assistants/{id}", "POST /assistants/{id}/delete",
 	"GET /test-chat", "POST /test-chat", "POST /test-chat/{id}/messages",
 	"GET /knowledge", "GET /whatsapp", "GET /widgets",
@@ -135,6 +138,7 @@ func (h *Handler) routes() {
 	m.Handle("POST /conversations/{id}/{action}", h.auth(h.conversationAction))
 
 	m.Handle("GET /metrics", h.auth(h.metrics))
+	m.Handle("GET /insights", h.auth(h.insights))
 
 	m.Handle("GET /assistants", h.auth(h.assistants))
 	m.Handle("GET /assistants/new", h.auth(h.assistantForm))
