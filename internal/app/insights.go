@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/parley-hq/parley/internal/auth"
 	"github.com/parley-hq/parley/internal/insights"
 	"github.com/parley-hq/parley/internal/knowledge"
+	"github.com/parley-hq/parley/internal/llm"
 	"github.com/parley-hq/parley/internal/metrics"
 	"github.com/parley-hq/parley/internal/server"
 )
@@ -67,6 +69,18 @@ func (e insightsEmbedder) Embed(ctx context.Context, workspaceID string, inputs 
 		return nil, knowledge.ErrNoEmbeddings
 	}
 	return embedder{rt.Resolver}.Embed(ctx, workspaceID, inputs)
+}
+
+func (e insightsEmbedder) HasEmbeddings(ctx context.Context, workspaceID string) (bool, error) {
+	rt, _ := e.a.Extra["runtime"].(*Runtime)
+	if rt == nil || rt.Resolver == nil {
+		return false, nil
+	}
+	cfg, err := rt.Resolver.Settings(ctx, workspaceID)
+	if errors.Is(err, llm.ErrNoProvider) {
+		return false, nil
+	}
+	return err == nil && cfg.EmbeddingModel != "", err
 }
 
 // ParseInsightsQuery reads the insights query: the metrics filters plus resolution_window and the

@@ -359,17 +359,30 @@ func TestInsightsMatchHandCountedFigures(t *testing.T) {
 		for name, id := range s.convs {
 			created[name] = parseTime(t, e.MustDo(200, "GET", "/api/v1/conversations/"+id, nil)["created_at"]).UTC().Format("2006-01-02")
 		}
-		days := map[string]bool{}
+		seen := map[string]bool{}
 		for _, d := range r.ByDay {
 			date := d.Date
-			days[date] = true
+			seen[date] = true
 			sameFigures(t, "day "+date, d.figures, want(s, false, func(x expected) bool { return created[x.name] == date }))
 		}
 		for name, d := range created {
-			if !days[d] {
+			if !seen[d] {
 				t.Errorf("%s started on %s, which by_day lacks", name, d)
 			}
 		}
+
+		// Ranges that cut a day (RFC 3339 times, read from the facts, not the daily rollup): from c7's
+		// start on is c7 alone; before it, the 13 others.
+		c7At := parseTime(t, e.MustDo(200, "GET", "/api/v1/conversations/"+s.convs["c7"], nil)["created_at"]).UTC()
+		onlyC7 := getReport(t, e, url.Values{"from": {c7At.Format(time.RFC3339Nano)}, "to": {c7At.Add(time.Hour).Format(time.RFC3339Nano)}})
+		sameFigures(t, "from c7's start", onlyC7.figures, want(s, false, func(x expected) bool { return x.name == "c7" }))
+		// (an upper bound includes its own millisecond: the one before c7's)
+		beforeC7 := getReport(t, e, url.Values{"from": {c7At.Add(-24 * time.Hour).Format(time.RFC3339Nano)}, "to": {c7At.Add(-time.Millisecond).Format(time.RFC3339Nano)}})
+		sameFigures(t, "before c7", beforeC7.figures, want(s, false, func(x expected) bool { return x.name != "c7" }))
+		// Whole days around the data: the daily rollup alone, the same figures as no range at all.
+		today := c7At.Truncate(24 * time.Hour)
+		days := getReport(t, e, url.Values{"from": {today.AddDate(0, 0, -1).Format("2006-01-02")}, "to": {today.AddDate(0, 0, 1).Format("2006-01-02")}})
+		sameFigures(t, "whole days", days.figures, want(s, false, all))
 
 		// Filters: one assistant, one channel.
 		support := getReport(t, e, url.Values{"assistant_id": {s.assistants["Support"]}})

@@ -128,9 +128,10 @@ type Source interface {
 }
 
 // Embedder turns texts into vectors for a workspace; knowledge.ErrNoEmbeddings when it has no
-// embedding model.
+// embedding model. HasEmbeddings tells whether it has one without embedding anything.
 type Embedder interface {
 	Embed(ctx context.Context, workspaceID string, inputs []string) ([][]float32, error)
+	HasEmbeddings(ctx context.Context, workspaceID string) (bool, error)
 }
 
 // Service computes reports.

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // QuestionStats says which questions the topics and unanswered questions were computed from.
@@ -27,11 +28,16 @@ type QuestionStats struct {
 	Note string
 }
 
+// MaxQuestionRunes is how much of a customer message is analysed: what a question is about shows
+// in its first sentences, and the cap bounds the work per question.
+const MaxQuestionRunes = 500
+
 // question is a customer's text message and what the turn after it did.
 type question struct {
 	ConversationID string
 	AssistantID    string
-	Text           string
+	Text           string // at most MaxQuestionRunes
+	norm           string // normalize(Text)
 	At             time.Time
 	searched       bool // the assistant searched the knowledge base
 	found          bool // some search returned passages
@@ -66,7 +72,11 @@ func (s *Service) scanQuestions(ctx context.Context, workspaceID string, f Filte
 				st.Truncated = true
 				return nil
 			}
-			qs = append(qs, question{ConversationID: m.ConversationID, AssistantID: m.AssistantID, Text: m.Text, At: m.CreatedAt})
+			text := m.Text
+			if utf8.RuneCountInString(text) > MaxQuestionRunes {
+				text = string([]rune(text)[:MaxQuestionRunes])
+			}
+			qs = append(qs, question{ConversationID: m.ConversationID, AssistantID: m.AssistantID, Text: text, norm: normalize(text), At: m.CreatedAt})
 			current = len(qs) - 1
 			return nil
 		}
@@ -176,7 +186,7 @@ func groupUnanswered(qs []question, limit int) ([]Unanswered, int) {
 			continue
 		}
 		total++
-		key := normalize(q.Text)
+		key := q.norm
 		g := groups[key]
 		if g == nil {
 			g = &Unanswered{Text: strings.TrimSpace(q.Text), Normalized: key, LastSeen: q.At, ConversationIDs: []string{}}

@@ -27,10 +27,7 @@ func init() {
 // minKeywordRunes is the shortest word kept as a keyword.
 const minKeywordRunes = 3
 
-// words splits text into lower-case words of letters and digits.
-func words(text string) []string {
-	return strings.FieldsFunc(strings.ToLower(text), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
-}
+func notLetter(r rune) bool { return !unicode.IsLetter(r) }
 
 // stem folds English plurals onto the singular ("refunds" → "refund", "deliveries" → "delivery")
 // and nothing more: a light touch that never merges unrelated words.
@@ -52,48 +49,55 @@ type keyword struct{ stem, word string }
 // letters, nothing written with digits ("ORD-123456", "9am": order numbers, phone numbers and times
 // name a case, not a topic).
 func keywords(text string) []keyword {
-	var out []keyword
-	var kept []string
-	for _, f := range strings.Fields(text) {
-		if strings.IndexFunc(f, unicode.IsDigit) < 0 {
-			kept = append(kept, f)
-		}
-	}
-	for _, w := range words(strings.Join(kept, " ")) {
-		if utf8.RuneCountInString(w) < minKeywordRunes || stopwords[w] {
+	out := make([]keyword, 0, 8)
+	for _, field := range strings.Fields(text) {
+		if strings.IndexFunc(field, unicode.IsDigit) >= 0 {
 			continue
 		}
-		s := stem(w)
-		if stopwords[s] {
-			continue
+		for _, w := range strings.FieldsFunc(field, notLetter) {
+			if utf8.RuneCountInString(w) < minKeywordRunes {
+				continue
+			}
+			w = strings.ToLower(w)
+			if stopwords[w] {
+				continue
+			}
+			st := stem(w)
+			if stopwords[st] {
+				continue
+			}
+			out = append(out, keyword{stem: st, word: w})
 		}
-		out = append(out, keyword{stem: s, word: w})
 	}
 	return out
 }
 
-// signature is a question's distinct keyword stems and the pairs of neighbouring ones ("gift card"),
-// each in first-seen order.
+// signature is a question's distinct keyword stems (with the word as first written) and the pairs
+// of neighbouring ones ("gift card"), each in first-seen order.
 type signature struct {
 	stems   []string
+	forms   []string // forms[i]: how stems[i] was written
 	bigrams []string
-	words   map[string]string // stem → the word as written first
 }
 
 func signatureOf(text string) signature {
 	kws := keywords(text)
-	sig := signature{words: map[string]string{}}
-	seen := map[string]bool{}
+	var sig signature
+	has := func(list []string, v string) bool {
+		for _, x := range list {
+			if x == v {
+				return true
+			}
+		}
+		return false
+	}
 	for i, k := range kws {
-		if !seen[k.stem] {
-			seen[k.stem] = true
+		if !has(sig.stems, k.stem) {
 			sig.stems = append(sig.stems, k.stem)
-			sig.words[k.stem] = k.word
+			sig.forms = append(sig.forms, k.word)
 		}
 		if i > 0 && kws[i-1].stem != k.stem {
-			b := kws[i-1].stem + " " + k.stem
-			if !seen[b] {
-				seen[b] = true
+			if b := kws[i-1].stem + " " + k.stem; !has(sig.bigrams, b) {
 				sig.bigrams = append(sig.bigrams, b)
 			}
 		}
@@ -107,10 +111,24 @@ const maxNormalizedRunes = 300
 // normalize is the form questions are grouped by: lower case, single spaces, no punctuation at the
 // ends ("Do you sell gift cards?" and "do you sell gift cards" are the same question).
 func normalize(text string) string {
-	t := strings.Join(strings.Fields(strings.ToLower(text)), " ")
-	t = strings.TrimFunc(t, func(r rune) bool { return unicode.IsPunct(r) || unicode.IsSpace(r) || unicode.IsSymbol(r) })
-	if utf8.RuneCountInString(t) > maxNormalizedRunes {
-		t = string([]rune(t)[:maxNormalizedRunes])
+	var b strings.Builder
+	b.Grow(min(len(text), 4*maxNormalizedRunes))
+	space, n := false, 0
+	for _, r := range text {
+		if unicode.IsSpace(r) {
+			space = b.Len() > 0
+			continue
+		}
+		if n >= maxNormalizedRunes {
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+			n++
+		}
+		b.WriteRune(unicode.ToLower(r))
+		n++
 	}
-	return t
+	return strings.TrimFunc(b.String(), func(r rune) bool { return unicode.IsPunct(r) || unicode.IsSpace(r) || unicode.IsSymbol(r) })
 }

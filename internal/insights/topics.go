@@ -3,6 +3,7 @@ package insights
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sort"
 	"strings"
@@ -63,7 +64,13 @@ func (s *Service) topics(ctx context.Context, workspaceID string, qs []question,
 	}
 	st.Method = "keywords"
 	var assign []*assignment
+	useEmbeddings := false
 	if s.Embedder != nil && len(qs) > 0 {
+		if useEmbeddings, err = s.Embedder.HasEmbeddings(ctx, workspaceID); err != nil {
+			return nil, fmt.Errorf("embedding settings: %w", err)
+		}
+	}
+	if useEmbeddings {
 		assign, st.Embedded, err = s.embeddingTopics(ctx, workspaceID, qs, sigs, kbs)
 		switch {
 		case err == nil:
@@ -261,7 +268,7 @@ func (s *Service) embeddingTopics(ctx context.Context, workspaceID string, qs []
 	freq := map[string]int{}
 	for i, q := range qs {
 		if len(sigs[i].stems) > 0 {
-			freq[normalize(q.Text)]++
+			freq[q.norm]++
 		}
 	}
 	texts := make([]string, 0, len(freq))
@@ -323,7 +330,7 @@ func (s *Service) embeddingTopics(ctx context.Context, workspaceID string, qs []
 	members := make([][]int, len(leaders))
 	assistants := make([]map[string]bool, len(leaders))
 	for i, q := range qs {
-		c, ok := cluster[normalize(q.Text)]
+		c, ok := cluster[q.norm]
 		if !ok || len(sigs[i].stems) == 0 {
 			continue
 		}
@@ -410,11 +417,11 @@ func buildTopics(qs []question, sigs []signature, assign []*assignment, st *Ques
 	// The word most often written for each stem names it.
 	written := map[string]map[string]int{}
 	for i := range sigs {
-		for stem, w := range sigs[i].words {
+		for j, stem := range sigs[i].stems {
 			if written[stem] == nil {
 				written[stem] = map[string]int{}
 			}
-			written[stem][w]++
+			written[stem][sigs[i].forms[j]]++
 		}
 	}
 	word := func(stem string) string {
@@ -485,7 +492,7 @@ func buildTopics(qs []question, sigs []signature, assign []*assignment, st *Ques
 		var order []string
 		text := map[string]string{}
 		for _, i := range g.members {
-			n := normalize(qs[i].Text)
+			n := qs[i].norm
 			if asked[n] == 0 {
 				order = append(order, n)
 				text[n] = strings.TrimSpace(qs[i].Text)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,7 +108,11 @@ func (s *Store) RebuildInsights(ctx context.Context) error {
 		backfill = backfill[i+1:] // the rest of the marker line
 	}
 	return s.Write(ctx, func(tx *sql.Tx) error {
+		// Deleting the facts takes their parts off the daily rows; the emptied rows go too.
 		if _, err := tx.Exec(`DELETE FROM conversation_insights`); err != nil {
+			return fmt.Errorf("rebuild insights: %w", err)
+		}
+		if _, err := tx.Exec(`DELETE FROM conversation_insights_daily`); err != nil {
 			return fmt.Errorf("rebuild insights: %w", err)
 		}
 		if _, err := tx.Exec(backfill); err != nil {
@@ -117,14 +122,25 @@ func (s *Store) RebuildInsights(ctx context.Context) error {
 	})
 }
 
-// insightWhere is the WHERE clause of an insights filter over conversation_insights.
-func insightWhere(q *sqlBuilder, workspaceID string, f insights.Filter) string {
+// dayMS is a day in unix milliseconds.
+const dayMS = 86_400_000
+
+// factsRange is a range of creation times (ms) over conversation_insights; nil bounds are open.
+type factsRange struct{ from, to *int64 }
+
+// insightWhere is the WHERE clause of an insights filter over conversation_insights (or, with
+// dayColumn, over conversation_insights_daily by day).
+func insightWhere(q *sqlBuilder, workspaceID string, f insights.Filter, r factsRange, dayColumn bool) string {
 	conds := []string{`workspace_id = ` + q.arg(workspaceID)}
-	if f.From != nil {
-		conds = append(conds, `created_at >= `+q.arg(ms(*f.From)))
+	col := `created_at`
+	if dayColumn {
+		col = `day`
 	}
-	if f.To != nil {
-		conds = append(conds, `created_at < `+q.arg(ms(*f.To)))
+	if r.from != nil {
+		conds = append(conds, col+` >= `+q.arg(*r.from))
+	}
+	if r.to != nil {
+		conds = append(conds, col+` < `+q.arg(*r.to))
 	}
 	if f.AssistantID != "" {
 		conds = append(conds, `assistant_id = `+q.arg(f.AssistantID))
@@ -139,47 +155,146 @@ func insightWhere(q *sqlBuilder, workspaceID string, f insights.Filter) string {
 	return strings.Join(conds, " AND ")
 }
 
-// InsightGroups sums the facts of the filtered conversations per assistant, type and day started.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// splitDays splits the filter's range into the whole days inside it (read from the daily rollup;
+// wholeDays false when there are none) and the parts of days at its ends (read from the facts).
+func splitDays(f insights.Filter) (days factsRange, wholeDays bool, partial []factsRange) {
+	whole := wholeRange(f)
+	lo, hi := whole.from, whole.to
+	if lo != nil {
+		d := floorDiv(*lo+dayMS-1, dayMS) // the first whole day
+		days.from = &d
+	}
+	if hi != nil {
+		d := floorDiv(*hi, dayMS) // the day after the last whole day
+		days.to = &d
+	}
+	if days.from != nil && days.to != nil && *days.from >= *days.to {
+		return factsRange{}, false, []factsRange{{lo, hi}} // no whole day: all from the facts
+	}
+	if lo != nil && *lo != *days.from*dayMS {
+		end := *days.from * dayMS
+		partial = append(partial, factsRange{lo, &end})
+	}
+	if hi != nil && *hi != *days.to*dayMS {
+		start := *days.to * dayMS
+		partial = append(partial, factsRange{&start, hi})
+	}
+	return days, true, partial
+}
+
+// InsightGroups sums the facts of the filtered conversations per assistant, type and day started:
+// whole days from the daily rollup, the ends of a range that cut a day from the facts; then the
+// window's part from the facts, through partial indexes that hold only the rows concerned: clean
+// ends whose customer came back within the window are not resolved, and clean ends less than a
+// window ago are pending. The rows are summed by the caller (a group may come several times).
 func (s *Store) InsightGroups(ctx context.Context, workspaceID string, f insights.Filter, fn func(insights.Group) error) error {
+	// scan reads rows into groups (dst names the columns' destinations) and hands each on.
+	scan := func(query string, args []any, dst func(*insights.Group) []any, adjust func(*insights.Group)) error {
+		rows, err := s.read.QueryContext(ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("read insight facts: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var g insights.Group
+			if err := rows.Scan(dst(&g)...); err != nil {
+				return err
+			}
+			if adjust != nil {
+				adjust(&g)
+			}
+			if err := fn(g); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	counts := func(g *insights.Group) []any {
+		// Resolved starts as every clean end; the returns within the window are taken off below.
+		return []any{&g.AssistantID, &g.Type, &g.Day, &g.Conversations, &g.Ended, &g.Resolved, &g.Handoffs, &g.HandoffEvents,
+			&g.UnansweredHandoffs, &g.RepliedHandoffs, &g.ReplyMSSum}
+	}
+	days, wholeDays, partial := splitDays(f)
 	var q sqlBuilder
+	if wholeDays {
+		if err := scan(`SELECT assistant_id, type, day, CAST(SUM(conversations) AS BIGINT), CAST(SUM(ended) AS BIGINT), CAST(SUM(clean_ended) AS BIGINT),
+		CAST(SUM(handoffs) AS BIGINT), CAST(SUM(handoff_events) AS BIGINT), CAST(SUM(unanswered_handoffs) AS BIGINT),
+		CAST(SUM(replied_handoffs) AS BIGINT), CAST(SUM(reply_ms_sum) AS BIGINT)
+		FROM conversation_insights_daily WHERE `+insightWhere(&q, workspaceID, f, days, true)+` GROUP BY assistant_id, type, day`, q.args, counts, nil); err != nil {
+			return err
+		}
+	}
+	for _, r := range partial {
+		var q sqlBuilder
+		if err := scan(`SELECT assistant_id, type, created_at / 86400000, CAST(COUNT(*) AS BIGINT),
+			CAST(SUM(CASE WHEN ended_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
+			CAST(SUM(CASE WHEN ended_at IS NOT NULL AND handoff_count = 0 THEN 1 ELSE 0 END) AS BIGINT),
+			CAST(SUM(CASE WHEN handoff_count > 0 THEN 1 ELSE 0 END) AS BIGINT),
+			CAST(SUM(handoff_count) AS BIGINT),
+			CAST(SUM(CASE WHEN handoff_count > 0 AND first_human_reply_at IS NULL THEN 1 ELSE 0 END) AS BIGINT),
+			CAST(SUM(CASE WHEN first_handoff_at IS NOT NULL AND first_human_reply_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
+			CAST(SUM(CASE WHEN first_handoff_at IS NOT NULL AND first_human_reply_at IS NOT NULL THEN first_human_reply_at - first_handoff_at ELSE 0 END) AS BIGINT)
+			FROM conversation_insights`+s.indexedBy("conversation_insights_created")+` WHERE `+insightWhere(&q, workspaceID, f, r, false)+
+			` GROUP BY assistant_id, type, created_at / 86400000`, q.args, counts, nil); err != nil {
+			return err
+		}
+	}
+	all := wholeRange(f)
+	q = sqlBuilder{}
 	w := q.arg(f.Window.Milliseconds())
+	if err := scan(`SELECT assistant_id, type, created_at / 86400000, CAST(COUNT(*) AS BIGINT) FROM conversation_insights`+s.indexedBy("conversation_insights_returned")+`
+		WHERE `+insightWhere(&q, workspaceID, f, all, false)+` AND returned_at IS NOT NULL AND handoff_count = 0 AND ended_at IS NOT NULL
+		AND returned_at - ended_at <= `+w+` GROUP BY assistant_id, type, created_at / 86400000`, q.args,
+		func(g *insights.Group) []any { return []any{&g.AssistantID, &g.Type, &g.Day, &g.Resolved} },
+		func(g *insights.Group) { g.Resolved = -g.Resolved }); err != nil {
+		return err
+	}
+	q = sqlBuilder{}
 	cut := q.arg(ms(f.Now) - f.Window.Milliseconds())
-	where := insightWhere(&q, workspaceID, f)
-	resolved := `ended_at IS NOT NULL AND handoff_count = 0 AND (returned_at IS NULL OR returned_at - ended_at > ` + w + `)`
-	rows, err := s.read.QueryContext(ctx, `SELECT assistant_id, type, created_at / 86400000, CAST(COUNT(*) AS BIGINT),
-		CAST(SUM(CASE WHEN ended_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
-		CAST(SUM(CASE WHEN `+resolved+` THEN 1 ELSE 0 END) AS BIGINT),
-		CAST(SUM(CASE WHEN `+resolved+` AND returned_at IS NULL AND ended_at > `+cut+` THEN 1 ELSE 0 END) AS BIGINT),
-		CAST(SUM(CASE WHEN handoff_count > 0 THEN 1 ELSE 0 END) AS BIGINT),
-		CAST(SUM(handoff_count) AS BIGINT),
-		CAST(SUM(CASE WHEN handoff_count > 0 AND first_human_reply_at IS NULL THEN 1 ELSE 0 END) AS BIGINT),
-		CAST(SUM(CASE WHEN first_handoff_at IS NOT NULL AND first_human_reply_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
-		CAST(SUM(CASE WHEN first_handoff_at IS NOT NULL AND first_human_reply_at IS NOT NULL THEN first_human_reply_at - first_handoff_at ELSE 0 END) AS BIGINT)
-		FROM conversation_insights WHERE `+where+` GROUP BY assistant_id, type, created_at / 86400000`, q.args...)
-	if err != nil {
-		return fmt.Errorf("read insight facts: %w", err)
+	return scan(`SELECT assistant_id, type, created_at / 86400000, CAST(COUNT(*) AS BIGINT) FROM conversation_insights`+s.indexedBy("conversation_insights_recent_end")+`
+		WHERE `+insightWhere(&q, workspaceID, f, all, false)+` AND returned_at IS NULL AND handoff_count = 0 AND ended_at IS NOT NULL
+		AND ended_at > `+cut+` GROUP BY assistant_id, type, created_at / 86400000`, q.args,
+		func(g *insights.Group) []any { return []any{&g.AssistantID, &g.Type, &g.Day, &g.ResolutionPending} }, nil)
+}
+
+// wholeRange is the filter's range of creation times.
+func wholeRange(f insights.Filter) factsRange {
+	var r factsRange
+	if f.From != nil {
+		v := ms(*f.From)
+		r.from = &v
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var g insights.Group
-		if err := rows.Scan(&g.AssistantID, &g.Type, &g.Day, &g.Conversations, &g.Ended, &g.Resolved, &g.ResolutionPending, &g.Handoffs,
-			&g.HandoffEvents, &g.UnansweredHandoffs, &g.RepliedHandoffs, &g.ReplyMSSum); err != nil {
-			return err
-		}
-		if err := fn(g); err != nil {
-			return err
-		}
+	if f.To != nil {
+		v := ms(*f.To)
+		r.to = &v
 	}
-	return rows.Err()
+	return r
+}
+
+// indexedBy pins SQLite to the partial index a query is written for (its planner, without
+// statistics, may walk the wider index of the same range instead); PostgreSQL plans by its own.
+func (s *Store) indexedBy(index string) string {
+	if s.dialect == "sqlite" {
+		return " INDEXED BY " + index
+	}
+	return ""
 }
 
 // HandoffReplyTimes streams the time from each filtered conversation's first handoff to the first
 // human reply after it.
 func (s *Store) HandoffReplyTimes(ctx context.Context, workspaceID string, f insights.Filter, fn func(insights.ReplyTime) error) error {
 	var q sqlBuilder
-	where := insightWhere(&q, workspaceID, f)
+	where := insightWhere(&q, workspaceID, f, wholeRange(f), false)
 	rows, err := s.read.QueryContext(ctx, `SELECT assistant_id, type, created_at / 86400000, first_human_reply_at - first_handoff_at
-		FROM conversation_insights WHERE `+where+` AND first_handoff_at IS NOT NULL AND first_human_reply_at IS NOT NULL`, q.args...)
+		FROM conversation_insights`+s.indexedBy("conversation_insights_replied")+` WHERE `+where+` AND first_handoff_at IS NOT NULL AND first_human_reply_at IS NOT NULL`, q.args...)
 	if err != nil {
 		return fmt.Errorf("read reply times: %w", err)
 	}
@@ -211,6 +326,7 @@ func (s *Store) QuestionMessages(ctx context.Context, workspaceID string, f insi
 		return fmt.Errorf("question scan: %w", err)
 	}
 	defer tx.Rollback()
+	maxQuestion := strconv.Itoa(insights.MaxQuestionRunes) // only the start of a long message is analysed
 	toolCalls := `m.tool_calls`
 	if s.dialect == "postgres" {
 		toolCalls = `m.tool_calls::text`
@@ -276,7 +392,7 @@ func (s *Store) QuestionMessages(ctx context.Context, workspaceID string, f insi
 		if f.From != nil {
 			since = ` AND m.created_at >= ` + mq.arg(ms(*f.From))
 		}
-		mrows, err := tx.QueryContext(ctx, `SELECT m.conversation_pk, m.role, CASE WHEN m.role = 'user' AND m.type = 'text' THEN m.text ELSE '' END,
+		mrows, err := tx.QueryContext(ctx, `SELECT m.conversation_pk, m.role, CASE WHEN m.role = 'user' AND m.type = 'text' THEN substr(m.text, 1, `+maxQuestion+`) ELSE '' END,
 			CASE WHEN m.role = 'assistant' THEN `+toolCalls+` END, CASE WHEN m.error IS NULL THEN 0 ELSE 1 END, m.created_at
 			FROM messages m WHERE m.conversation_pk IN (`+strings.Join(ph, ", ")+`) AND m.role IN ('user', 'assistant', 'system')`+since+`
 			ORDER BY m.conversation_pk, m.pk`, mq.args...)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"testing"
 	"time"
 
@@ -123,6 +124,8 @@ func TestInsightFactsFollowTheWritePath(t *testing.T) {
 		t.Fatalf("message after the end: returned %v, want %d", f.returnedAt, ms(late))
 	}
 
+	dailyMatchesFacts(t, s)
+
 	// Erasing the customer erases their facts.
 	if _, err := s.DeleteCustomer(ctx, "ws", "cust-1"); err != nil {
 		t.Fatal(err)
@@ -133,5 +136,43 @@ func TestInsightFactsFollowTheWritePath(t *testing.T) {
 	var n int
 	if err := s.read.QueryRow(`SELECT COUNT(*) FROM conversation_insights`).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("%d facts rows left (%v), want 2 (cust-2, cust-3)", n, err)
+	}
+	dailyMatchesFacts(t, s)
+}
+
+// dailyMatchesFacts checks that the daily rollup the triggers keep equals the facts summed now.
+func dailyMatchesFacts(t *testing.T, s *Store) {
+	t.Helper()
+	read := func(q string) map[string]string {
+		rows, err := s.read.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]string{}
+		for rows.Next() {
+			var key string
+			var v [8]int64
+			if err := rows.Scan(&key, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]); err != nil {
+				t.Fatal(err)
+			}
+			if v != [8]int64{} {
+				out[key] = fmt.Sprint(v)
+			}
+		}
+		return out
+	}
+	daily := read(`SELECT workspace_id || '/' || day || '/' || assistant_id || '/' || type, conversations, ended, clean_ended, handoffs, handoff_events,
+		unanswered_handoffs, replied_handoffs, reply_ms_sum FROM conversation_insights_daily`)
+	facts := read(`SELECT workspace_id || '/' || (created_at / 86400000) || '/' || assistant_id || '/' || type, COUNT(*),
+		SUM(ended_at IS NOT NULL), SUM(ended_at IS NOT NULL AND handoff_count = 0), SUM(handoff_count > 0), SUM(handoff_count),
+		SUM(handoff_count > 0 AND first_human_reply_at IS NULL), SUM(first_handoff_at IS NOT NULL AND first_human_reply_at IS NOT NULL),
+		SUM(CASE WHEN first_handoff_at IS NOT NULL AND first_human_reply_at IS NOT NULL THEN first_human_reply_at - first_handoff_at ELSE 0 END)
+		FROM conversation_insights GROUP BY 1`)
+	if fmt.Sprint(daily) != fmt.Sprint(facts) {
+		t.Fatalf("daily rollup %v\nfacts summed %v", daily, facts)
+	}
+	if len(facts) == 0 {
+		t.Fatal("no facts to compare")
 	}
 }
