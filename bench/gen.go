@@ -274,5 +274,8 @@ func generate(ctx context.Context, st *store.Store, workspaceID string, cfg genC
 			return total, err
 		}
 	}
-	return total, st.RebuildDailyRollups(ctx)
+	if err := st.RebuildDailyRollups(ctx); err != nil {
+		return total, err
+	}
+	return total, st.RebuildInsights(ctx)
 }

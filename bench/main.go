@@ -217,6 +217,13 @@ func run(conversations, messagesPer, days, queries, turns, clients int, ingestFo
 		return fmt.Errorf("metrics: %w", err)
 	}
 	record("metrics over all conversations: p50", ms(pct(lat, 50)), "≤ 100 ms", "", pass(pct(lat, 50) <= 100*time.Millisecond))
+	// Insights (resolution, handoffs, topics of the newest 20k questions): no target in the issue,
+	// measured so a regression shows.
+	if lat, err := c.timeGets("/api/v1/insights", 5); err == nil {
+		record("insights over all conversations: p50", ms(pct(lat, 50)), "", "", nil)
+	} else {
+		return fmt.Errorf("insights: %w", err)
+	}
 
 	// Export of every message.
 	rows, took, err := c.export("/api/v1/conversations/export?format=csv")
