@@ -346,8 +346,7 @@ func (s *Store) listConversations(ctx context.Context, workspaceID string, f con
 		if err != nil {
 			return conversation.Page{}, err
 		}
-		a, b, c := q.arg(at), q.arg(at), q.arg(pk)
-		where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
+		where += keysetAfter(&q, at, pk)
 	}
 	limit := f.Limit
 	rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE `+where+
@@ -468,8 +467,7 @@ func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversat
 		var q sqlBuilder
 		where := s.filterWhere(&q, workspaceID, f)
 		if !first {
-			a, b, c := q.arg(afterAt), q.arg(afterAt), q.arg(afterPK)
-			where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
+			where += keysetAfter(&q, afterAt, afterPK)
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT `+conversationColumns+conversationFrom+` WHERE `+where+
 			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(exportBatch), q.args...)
@@ -631,8 +629,7 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 		var q sqlBuilder
 		where := s.filterWhere(&q, workspaceID, rest)
 		if keyset {
-			a, b, c := q.arg(afterAt), q.arg(afterAt), q.arg(afterPK)
-			where += ` AND (c.last_message_at < ` + a + ` OR (c.last_message_at = ` + b + ` AND c.pk < ` + c + `))`
+			where += keysetAfter(&q, afterAt, afterPK)
 		}
 		rows, err := s.read.QueryContext(ctx, `SELECT c.pk, c.last_message_at FROM conversations c WHERE `+where+
 			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(batchSize), q.args...)
@@ -743,6 +740,15 @@ func customerKeys(v string) []string {
 }
 
 type sqlBuilder struct{ args []any }
+
+// keysetAfter continues the list after (last activity, pk), newest first. The plain bound on the
+// time lets the index seek to the page: with only the OR, SQLite, given bound parameters, walked the
+// index from its start and filtered, so every page cost more than the one before (an export of 10M
+// messages fell from 80k to 16k rows/s as it went).
+func keysetAfter(q *sqlBuilder, at, pk int64) string {
+	a, b, c, d := q.arg(at), q.arg(at), q.arg(at), q.arg(pk)
+	return ` AND c.last_message_at <= ` + a + ` AND (c.last_message_at < ` + b + ` OR (c.last_message_at = ` + c + ` AND c.pk < ` + d + `))`
+}
 
 // limitSQL is a LIMIT clause with its number written in. SQLite compiles a statement again every
 // time a bound LIMIT changes (the planner reads the value), which defeats the statement cache.
