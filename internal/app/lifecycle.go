@@ -15,19 +15,7 @@ func init() {
 // retentionEvery is how often the sweeper deletes conversations past their workspace's retention.
 const retentionEvery = time.Hour
 
-// The text index is merged a little every minute (small steps between other writes), so searches
-// keep finding each term in few segments as messages arrive.
-const (
-	textMergeEvery  = time.Minute
-	textMergeBudget = 2 * time.Second
-)
-
 func startRetention(ctx context.Context, a *App) error {
-	go runEvery(ctx, textMergeEvery, func() {
-		if _, err := a.Store.MergeTextIndex(ctx, textMergeBudget); err != nil && ctx.Err() == nil {
-			a.Config.Log.Warn("merge the text index", "err", err)
-		}
-	})
 	go runEvery(ctx, retentionEvery, func() {
 		sweepRetention(ctx, a)
 		if err := a.Store.Optimize(ctx); err != nil && ctx.Err() == nil {
