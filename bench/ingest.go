@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -116,6 +118,22 @@ func ingest(c *client, srv *server, clients int, d time.Duration) error {
 		record("webhook: server CPU per delivery", fmt.Sprintf("%d µs (%d replies sent in the window)", cpuUsed.Microseconds()/n, replied), "", "", nil)
 	}
 
+	// Deliveries kept during the burst are processed after their 200: wait until the drainer has
+	// processed every one, for the end-to-end figure (acknowledged → stored as messages).
+	if kept, drained, err := deliveryCounts(srv.base); err == nil && kept > 0 {
+		t0 := time.Now()
+		for drained < kept && time.Since(t0) < 10*time.Minute {
+			time.Sleep(20 * time.Millisecond)
+			if kept, drained, err = deliveryCounts(srv.base); err != nil {
+				break
+			}
+		}
+		after := time.Since(t0)
+		record("webhook: kept during the burst, processed after", fmt.Sprintf("%d of %d deliveries, all stored %s after the burst ended", kept, n, after.Round(time.Millisecond)), "", "", nil)
+		record("webhook: acknowledged → stored, end to end", fmt.Sprintf("%.0f msg/s (%d deliveries in %s)", float64(n)/(d+after).Seconds(), n, (d+after).Round(time.Millisecond)), "",
+			"", nil)
+	}
+
 	// Every acknowledged delivery is stored: count the messages the webhook took in.
 	var list struct {
 		Data []struct {
@@ -144,4 +162,27 @@ func fetchProfile(base, path string, d time.Duration) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// deliveryCounts reads, from the server's Prometheus metrics, how many deliveries were kept for
+// the drainer and how many of those it has processed.
+func deliveryCounts(base string) (kept, drained int64, err error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		for label, into := range map[string]*int64{"kept": &kept, "drained": &drained} {
+			if v, ok := strings.CutPrefix(line, `parley_whatsapp_webhook_deliveries_total{result="`+label+`"} `); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				*into = int64(f)
+			}
+		}
+	}
+	return kept, drained, nil
 }

@@ -38,7 +38,19 @@ func init() {
 			}
 			return nil
 		}})
-	Register(Feature{Name: "whatsapp", Setup: setupWhatsApp})
+	Register(Feature{Name: "whatsapp", Setup: setupWhatsApp,
+		Start: func(ctx context.Context, a *App) error {
+			if svc, ok := a.Extra["whatsapp"].(*whatsapp.Service); ok {
+				return svc.StartDrainer(ctx)
+			}
+			return nil
+		},
+		Stop: func(ctx context.Context, a *App) error {
+			if svc, ok := a.Extra["whatsapp"].(*whatsapp.Service); ok {
+				return svc.StopDrainer(ctx)
+			}
+			return nil
+		}})
 	Register(Feature{Name: "webhooks", Setup: setupWebhooks,
 		Start: func(ctx context.Context, a *App) error {
 			if d, ok := a.Extra["webhooks"].(*webhooks.Service); ok {
@@ -73,7 +85,7 @@ func setupWhatsApp(ctx context.Context, a *App) ([]server.Mount, error) {
 		return nil, nil
 	}
 	svc := &whatsapp.Service{
-		Repo: a.Store, Box: a.Secrets, Conversations: a.Conversations, Jobs: q, Blobs: a.Blobs, Log: a.Config.Log,
+		Repo: a.Store, Inbox: a.Store, Box: a.Secrets, Conversations: a.Conversations, Jobs: q, Blobs: a.Blobs, Log: a.Config.Log,
 		HTTP:    &http.Client{Timeout: 60 * time.Second, Transport: tools.GuardedTransport(a.Config.AllowPrivateNetworks)},
 		MediaAI: func() any { return a.Extra["media_ai"] },
 		Metrics: whatsapp.NewMetrics(a.Registry),
@@ -233,6 +245,7 @@ func (h *waHandlers) save(ctx context.Context, x *whatsapp.Sender, create bool) 
 	} else {
 		err = h.a.Store.UpdateWASender(ctx, &sealed)
 	}
+	h.svc.ForgetSenders()
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return api.Errorf(http.StatusConflict, "phone_number_taken", "a sender with this phone_number_id already exists")
@@ -321,6 +334,7 @@ func (h *waHandlers) updateSender(w http.ResponseWriter, r *http.Request) error 
 
 func (h *waHandlers) deleteSender(w http.ResponseWriter, r *http.Request) error {
 	err := h.a.Store.DeleteWASender(r.Context(), auth.WorkspaceID(r.Context()), r.PathValue("id"))
+	h.svc.ForgetSenders()
 	if errors.Is(err, store.ErrNotFound) {
 		return api.Errorf(http.StatusNotFound, "not_found", "sender not found")
 	}

@@ -156,6 +156,8 @@ type fixture struct {
 	env      *testenv.Env
 	graph    *fakeGraph
 	senderID string
+	// kept: deliveries take the burst path, and deliver waits until the drainer processed them.
+	kept bool
 }
 
 func newFixture(t *testing.T, configure ...func(*app.Config)) *fixture {
@@ -177,7 +179,11 @@ func createSender(t *testing.T, env *testenv.Env, graphURL string) string {
 
 func (fx *fixture) deliver(t *testing.T, body []byte) *testenv.Response {
 	t.Helper()
-	return fx.env.DoWith("", "POST", "/webhooks/whatsapp", body, http.Header{"X-Hub-Signature-256": {whatsapp.Sign(body, appSecret)}})
+	r := fx.env.DoWith("", "POST", "/webhooks/whatsapp", body, http.Header{"X-Hub-Signature-256": {whatsapp.Sign(body, appSecret)}})
+	if fx.kept && r.Status == http.StatusOK {
+		waitDrained(t, fx.env)
+	}
+	return r
 }
 
 // eachBackend runs a test on SQLite and, when PARLEY_TEST_POSTGRES_URL is set, on PostgreSQL.

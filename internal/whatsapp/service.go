@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -88,6 +89,14 @@ type Service struct {
 	fallback    *Metrics
 
 	limiters sync.Map // sender id → *limiterEntry
+
+	// Inbox keeps deliveries acknowledged during a burst (optional: without it every delivery
+	// is processed before its 200).
+	Inbox InboxRepository
+	box   inbox
+	// senderCache holds opened senders by their phone number ids (see cachedSenders).
+	senderCache sync.Map
+	senderGen   atomic.Int64
 }
 
 type limiterEntry struct {
@@ -415,9 +424,9 @@ func (s *Service) Verified(ctx context.Context, body []byte, sum []byte, p *Payl
 	var candidates []*Sender
 	var err error
 	if p != nil && len(p.PhoneNumberIDs()) > 0 {
-		candidates, err = s.Repo.WASendersByPhone(ctx, p.PhoneNumberIDs())
+		candidates, err = s.cachedSenders(ctx, p.PhoneNumberIDs())
 	} else { // not JSON, or a change about a number with no metadata (quality updates)
-		candidates, err = s.Repo.AllWASenders(ctx)
+		candidates, err = s.allSendersOpened(ctx)
 	}
 	if err != nil {
 		return nil, err
@@ -425,10 +434,6 @@ func (s *Service) Verified(ctx context.Context, body []byte, sum []byte, p *Payl
 	out := map[string]*Sender{}
 	checked := map[string]bool{}
 	for _, x := range candidates {
-		if err := s.open(x); err != nil {
-			s.log().Error("whatsapp: sender secrets unreadable", "sender", x.ID, "err", err)
-			continue
-		}
 		ok, done := checked[x.AppSecret]
 		if !done {
 			ok = VerifySignature(body, sum, x.AppSecret)

@@ -36,16 +36,13 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 	mode, token, challenge := q.Get("hub.mode"), q.Get("hub.verify_token"), q.Get("hub.challenge")
 	ok := false
 	if mode == "subscribe" && token != "" {
-		senders, err := s.Repo.AllWASenders(r.Context())
+		senders, err := s.allSendersOpened(r.Context())
 		if err != nil {
 			s.log().Error("whatsapp: verify: list senders", "err", err)
 			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		for _, x := range senders {
-			if err := s.open(x); err != nil {
-				continue
-			}
 			if subtle.ConstantTimeCompare([]byte(x.VerifyToken), []byte(token)) == 1 {
 				ok = true
 			}
@@ -60,8 +57,9 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, challenge)
 }
 
-// deliver stores a signed delivery before answering 200. Bad or missing signature: 401 and
-// nothing stored; a body that is not JSON (but signed): 400.
+// deliver stores a signed delivery before answering 200: its messages and their jobs, or during a
+// burst the delivery itself for the drainer (inbox.go). Bad or missing signature: 401 and nothing
+// stored; a body that is not JSON (but signed): 400.
 func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxDeliveryBytes))
 	if err != nil {
@@ -103,13 +101,23 @@ func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Store even if Meta hangs up: the work is committed or not, never half.
-	res, err := s.Receive(context.WithoutCancel(ctx), p, senders)
-	if err != nil {
-		s.internal(w, err)
-		return
+	if s.keepForLater() {
+		if err := s.keep(context.WithoutCancel(ctx), body, senders); err != nil {
+			s.internal(w, err)
+			return
+		}
+		s.metrics().Deliveries.WithLabelValues("kept").Inc()
+	} else {
+		s.box.inline.Add(1)
+		res, err := s.Receive(context.WithoutCancel(ctx), p, senders)
+		s.box.inline.Add(-1)
+		if err != nil {
+			s.internal(w, err)
+			return
+		}
+		s.metrics().Deliveries.WithLabelValues("stored").Inc()
+		s.log().Debug("whatsapp: delivery stored", "messages", res.Stored, "statuses", res.Statuses)
 	}
-	s.metrics().Deliveries.WithLabelValues("stored").Inc()
-	s.log().Debug("whatsapp: delivery stored", "messages", res.Stored, "statuses", res.Statuses)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok")
 }

@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parley-hq/parley/internal/whatsapp"
+)
+
+// AddWAInbox keeps a verified WhatsApp delivery, as it came, to be processed after its 200.
+func (s *Store) AddWAInbox(ctx context.Context, phoneNumberIDs []string, body []byte, at time.Time) error {
+	err := s.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO wa_inbox (phone_number_ids, body, received_at) VALUES ($1, $2, $3)`,
+			strings.Join(phoneNumberIDs, ","), body, ms(at))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("keep whatsapp delivery: %w", err)
+	}
+	return nil
+}
+
+// CountWAInbox returns how many kept deliveries wait to be processed.
+func (s *Store) CountWAInbox(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM wa_inbox`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count kept whatsapp deliveries: %w", err)
+	}
+	return n, nil
+}
+
+// maxInboxTake bounds one TakeWAInbox (written into the SQL: a bound LIMIT makes SQLite recompile).
+const maxInboxTake = 128
+
+var takeInboxSQL = `SELECT id, phone_number_ids, body, received_at FROM wa_inbox ORDER BY id LIMIT ` + strconv.Itoa(maxInboxTake)
+
+// TakeWAInbox hands the oldest kept deliveries (at most maxInboxTake) to process, which works
+// through them in order and returns how many it finished; those are deleted. A failure part-way
+// leaves the rest for the next call. On PostgreSQL the rows stay locked (SKIP LOCKED) while they
+// are processed, so several instances share the inbox without working on the same delivery; on
+// SQLite one process owns the database, and the caller runs one drainer.
+func (s *Store) TakeWAInbox(ctx context.Context, process func([]whatsapp.InboxItem) (int, error)) (int, error) {
+	q := takeInboxSQL
+	if s.dialect == "postgres" {
+		tx, err := s.write.BeginTx(ctx, nil)
+		if err != nil {
+			return 0, fmt.Errorf("take kept whatsapp deliveries: %w", err)
+		}
+		defer tx.Rollback()
+		items, err := scanInbox(tx.QueryContext(ctx, q+` FOR UPDATE SKIP LOCKED`))
+		if err != nil {
+			return 0, err
+		}
+		done, perr := process(items)
+		if err := deleteInbox(ctx, tx, items[:done]); err != nil {
+			return 0, err
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("take kept whatsapp deliveries: commit: %w", err)
+		}
+		return done, perr
+	}
+	items, err := scanInbox(s.read.QueryContext(ctx, q))
+	if err != nil {
+		return 0, err
+	}
+	done, perr := process(items)
+	if done > 0 {
+		if err := s.Write(ctx, func(tx *sql.Tx) error { return deleteInbox(ctx, tx, items[:done]) }); err != nil {
+			return 0, err
+		}
+	}
+	return done, perr
+}
+
+func scanInbox(rows *sql.Rows, err error) ([]whatsapp.InboxItem, error) {
+	if err != nil {
+		return nil, fmt.Errorf("read kept whatsapp deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []whatsapp.InboxItem
+	for rows.Next() {
+		var it whatsapp.InboxItem
+		var phones string
+		var at int64
+		if err := rows.Scan(&it.ID, &phones, &it.Body, &at); err != nil {
+			return nil, fmt.Errorf("read kept whatsapp deliveries: %w", err)
+		}
+		if phones != "" {
+			it.PhoneNumberIDs = strings.Split(phones, ",")
+		}
+		it.ReceivedAt = fromMS(at)
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read kept whatsapp deliveries: %w", err)
+	}
+	return out, nil
+}
+
+func deleteInbox(ctx context.Context, tx *sql.Tx, items []whatsapp.InboxItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	args := make([]any, len(items))
+	b.WriteString(`DELETE FROM wa_inbox WHERE id IN (`)
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "$%d", i+1)
+		args[i] = it.ID
+	}
+	b.WriteByte(')')
+	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("delete processed whatsapp deliveries: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+package whatsapp
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Bursts. A delivery is processed before its 200 while the channel keeps up. When more than the
+// inline limit are being processed at once, or kept deliveries still wait, a verified delivery is
+// kept as it came (one row, durable before the 200) and the drainer processes the kept ones in
+// arrival order. Meta wants its 200 within seconds and sends again otherwise, so during a burst
+// (a broadcast's replies, Meta catching up after an outage) the 200 goes out at the speed of one
+// small insert, and the messages, answers and sends follow as fast as the machine allows.
+
+// InboxItem is a kept delivery: its body as signed, and the phone numbers whose sender's app
+// secret verified it.
+type InboxItem struct {
+	ID             int64
+	PhoneNumberIDs []string
+	Body           []byte
+	ReceivedAt     time.Time
+}
+
+// InboxRepository keeps deliveries for later processing (the store implements it).
+type InboxRepository interface {
+	AddWAInbox(ctx context.Context, phoneNumberIDs []string, body []byte, at time.Time) error
+	CountWAInbox(ctx context.Context) (int64, error)
+	TakeWAInbox(ctx context.Context, process func([]InboxItem) (int, error)) (int, error)
+}
+
+// DefaultInlineLimit is how many deliveries are processed before their 200 at once; past it the
+// channel is not keeping up and deliveries are kept for the drainer.
+func DefaultInlineLimit() int { return 2 * runtime.GOMAXPROCS(0) }
+
+// inbox is the burst state of a Service.
+type inbox struct {
+	limit   atomic.Int64 // 0: DefaultInlineLimit; < 0: always keep (tests of the drainer)
+	inline  atomic.Int64 // deliveries being processed by their handlers now
+	waiting atomic.Int64 // kept deliveries not processed yet, as far as this process knows
+
+	once     sync.Once
+	kick     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	start    sync.Once
+	stopOnce sync.Once
+	running  atomic.Bool
+}
+
+func (b *inbox) init() {
+	b.once.Do(func() {
+		b.kick = make(chan struct{}, 1)
+		b.stop = make(chan struct{})
+		b.done = make(chan struct{})
+	})
+}
+
+// SetInlineLimit sets how many deliveries may be processed before their 200 at once (0: the
+// default; negative: none, every delivery is kept and drained).
+func (s *Service) SetInlineLimit(n int) { s.box.limit.Store(int64(n)) }
+
+// Draining reports whether kept deliveries wait to be processed (new ones are kept behind them,
+// so that a customer's messages are processed in the order they came).
+func (s *Service) Draining() bool { return s.box.waiting.Load() > 0 }
+
+// keepForLater reports whether a delivery should be kept rather than processed now.
+func (s *Service) keepForLater() bool {
+	if s.Inbox == nil {
+		return false
+	}
+	limit := s.box.limit.Load()
+	if limit == 0 {
+		limit = int64(DefaultInlineLimit())
+	}
+	return limit < 0 || s.box.waiting.Load() > 0 || s.box.inline.Load() >= limit
+}
+
+// keep stores a verified delivery for the drainer.
+func (s *Service) keep(ctx context.Context, body []byte, senders map[string]*Sender) error {
+	phones := make([]string, 0, len(senders))
+	for id := range senders {
+		phones = append(phones, id)
+	}
+	slices.Sort(phones)
+	s.box.waiting.Add(1)
+	if err := s.Inbox.AddWAInbox(ctx, phones, body, s.now()); err != nil {
+		s.box.waiting.Add(-1)
+		return err
+	}
+	s.box.init()
+	select {
+	case s.box.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// StartDrainer processes kept deliveries in the background until StopDrainer: those left by a
+// previous run at once, new ones as they are kept, and (on PostgreSQL) other instances' every second.
+func (s *Service) StartDrainer(ctx context.Context) error {
+	if s.Inbox == nil {
+		return nil
+	}
+	s.box.init()
+	n, err := s.Inbox.CountWAInbox(ctx)
+	if err != nil {
+		return err
+	}
+	s.box.waiting.Store(n)
+	s.box.start.Do(func() {
+		s.box.running.Store(true)
+		go s.drain()
+	})
+	return nil
+}
+
+// StopDrainer stops the drainer after the batch it is working on (bounded by ctx): what is left
+// stays kept for the next start.
+func (s *Service) StopDrainer(ctx context.Context) error {
+	if s.Inbox == nil {
+		return nil
+	}
+	s.box.init()
+	s.box.start.Do(func() {}) // a drainer not started by now never starts
+	s.box.stopOnce.Do(func() { close(s.box.stop) })
+	if !s.box.running.Load() {
+		return nil
+	}
+	select {
+	case <-s.box.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) drain() {
+	defer close(s.box.done)
+	ctx := context.Background()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for {
+			select {
+			case <-s.box.stop:
+				return
+			default:
+			}
+			before := s.box.waiting.Load()
+			n, err := s.Inbox.TakeWAInbox(ctx, func(items []InboxItem) (int, error) { return s.processKept(ctx, items) })
+			if n > 0 {
+				if s.box.waiting.Add(-int64(n)) < 0 {
+					s.box.waiting.Store(0)
+				}
+				s.metrics().Deliveries.WithLabelValues("drained").Add(float64(n))
+			}
+			if err != nil {
+				s.log().Error("whatsapp: kept deliveries not processed yet", "err", err)
+				break // the next tick tries again
+			}
+			if n == 0 {
+				// Nothing left (that this instance may take): new deliveries go inline again,
+				// unless one was kept meanwhile.
+				s.box.waiting.CompareAndSwap(before, 0)
+				break
+			}
+		}
+		select {
+		case <-s.box.stop:
+			return
+		case <-s.box.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// processKept processes kept deliveries in order and returns how many are done. A delivery that
+// can no longer be processed (its senders deleted) is done; a store failure stops the batch.
+func (s *Service) processKept(ctx context.Context, items []InboxItem) (int, error) {
+	for i, it := range items {
+		p, err := Parse(it.Body)
+		if err != nil { // checked before it was kept; kept by an older version perhaps
+			s.log().Error("whatsapp: kept delivery unreadable, dropped", "id", it.ID, "err", err)
+			continue
+		}
+		senders, err := s.sendersByPhone(ctx, it.PhoneNumberIDs)
+		if err != nil {
+			return i, err
+		}
+		if _, err := s.Receive(ctx, p, senders); err != nil {
+			return i, err
+		}
+	}
+	return len(items), nil
+}
+
+// sendersByPhone returns the senders of these phone number ids, secrets opened, by phone number id.
+func (s *Service) sendersByPhone(ctx context.Context, phoneNumberIDs []string) (map[string]*Sender, error) {
+	list, err := s.cachedSenders(ctx, phoneNumberIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*Sender, len(list))
+	for _, x := range list {
+		out[x.PhoneNumberID] = x
+	}
+	return out, nil
+}
+
+// senderCacheTTL is how long opened senders are reused. Changes made through this process are
+// seen at once (ForgetSenders); another instance's change within this time.
+const senderCacheTTL = time.Second
+
+type senderCacheEntry struct {
+	senders []*Sender
+	at      time.Time
+}
+
+// cachedSenders returns the senders of the phone number ids with their secrets opened; senders
+// whose secrets cannot be opened are left out (and logged). The result is shared: do not modify.
+func (s *Service) cachedSenders(ctx context.Context, phoneNumberIDs []string) ([]*Sender, error) {
+	key := strings.Join(phoneNumberIDs, ",")
+	gen := s.senderGen.Load()
+	if v, ok := s.senderCache.Load(key); ok {
+		e := v.(*senderCacheEntry)
+		if time.Since(e.at) < senderCacheTTL {
+			return e.senders, nil
+		}
+	}
+	list, err := s.Repo.WASendersByPhone(ctx, phoneNumberIDs)
+	if err != nil {
+		return nil, err
+	}
+	opened := s.openAll(list)
+	// Not cached if senders changed while this lookup ran: it may hold the old ones.
+	if s.senderGen.Load() == gen {
+		s.senderCache.Store(key, &senderCacheEntry{senders: opened, at: time.Now()})
+	}
+	return opened, nil
+}
+
+// allSendersOpened returns every sender (of every workspace) with its secrets opened.
+func (s *Service) allSendersOpened(ctx context.Context) ([]*Sender, error) {
+	list, err := s.Repo.AllWASenders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.openAll(list), nil
+}
+
+// openAll opens the senders' secrets in place, leaving out (and logging) those it cannot open.
+func (s *Service) openAll(list []*Sender) []*Sender {
+	opened := list[:0]
+	for _, x := range list {
+		if err := s.open(x); err != nil {
+			s.log().Error("whatsapp: sender secrets unreadable", "sender", x.ID, "err", err)
+			continue
+		}
+		opened = append(opened, x)
+	}
+	return opened
+}
+
+// ForgetSenders drops the opened senders kept for deliveries: call it after a sender changes.
+func (s *Service) ForgetSenders() {
+	s.senderGen.Add(1)
+	s.senderCache.Clear()
+}

@@ -1,0 +1,192 @@
+package whatsapp_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/parley-hq/parley/internal/app"
+	"github.com/parley-hq/parley/internal/testenv"
+	"github.com/parley-hq/parley/internal/whatsapp"
+)
+
+func waService(t testing.TB, env *testenv.Env) *whatsapp.Service {
+	t.Helper()
+	svc, ok := env.App.Extra["whatsapp"].(*whatsapp.Service)
+	if !ok {
+		t.Fatal("no WhatsApp service")
+	}
+	return svc
+}
+
+func keptCount(t testing.TB, env *testenv.Env) int64 {
+	t.Helper()
+	n, err := env.App.Store.CountWAInbox(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitDrained waits until no kept delivery is left (a duplicate stores nothing, so there may be
+// no event to wait on: this polls).
+func waitDrained(t testing.TB, env *testenv.Env) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for keptCount(t, env) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("kept deliveries were not processed within 20s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// keptFixture is a fixture whose deliveries all take the burst path (kept, acknowledged, then
+// drained), and whose deliver returns once the drainer has processed them: the scenarios written
+// for deliveries processed before their 200 must come out the same.
+func keptFixture(t *testing.T, fx *fixture) *fixture {
+	waService(t, fx.env).SetInlineLimit(-1)
+	fx.kept = true
+	return fx
+}
+
+// The scenarios of the inline path, run again with every delivery kept and drained.
+func TestKeptDeliveriesBehaveAsInline(t *testing.T) {
+	scenarios := map[string]func(t *testing.T, fx *fixture){
+		"forged deliveries change nothing":   forgedDeliveriesChangeNothing,
+		"every type, stored once":            everyTypeBatchedStoredOnceAndReplaySafe,
+		"reply reaches the Graph API":        assistantReplyReachesGraphAPI,
+		"statuses out of order, priced once": statusesOutOfOrderEndAtLatestAndPricedOnce,
+		"status before its send committed":   statusBeforeSendCommittedIsApplied,
+	}
+	for name, fn := range scenarios {
+		t.Run(name, func(t *testing.T) {
+			eachBackend(t, func(t *testing.T, fx *fixture) { fn(t, keptFixture(t, fx)) })
+		})
+	}
+}
+
+// A burst: deliveries are acknowledged before they are processed, then every message is stored
+// once, in order, and every customer answered; a forged delivery is refused and nothing kept.
+func TestBurstKeptThenDrainedInOrder(t *testing.T) { eachBackend(t, burstKeptThenDrainedInOrder) }
+
+func burstKeptThenDrainedInOrder(t *testing.T, fx *fixture) {
+	waService(t, fx.env).SetInlineLimit(-1)
+	forged := delivery(entry("1", messagesChange("34600000009", "Eve", textMsg("34600000009", "wamid.FORGED", "hi", time.Now()))))
+	if r := fx.env.DoWith("", "POST", "/webhooks/whatsapp", forged, http.Header{"X-Hub-Signature-256": {whatsapp.Sign(forged, "not-the-secret")}}); r.Status != http.StatusUnauthorized {
+		t.Fatalf("forged delivery: %d, want 401", r.Status)
+	}
+	if n := keptCount(t, fx.env); n != 0 {
+		t.Fatalf("a forged delivery was kept (%d rows)", n)
+	}
+	customers := []string{"34600000001", "34600000002", "34600000003"}
+	start := time.Now().Add(-time.Minute)
+	for i := 0; i < 4; i++ {
+		for c, wa := range customers {
+			body := delivery(entry("1", messagesChange(wa, "Customer", textMsg(wa, fmt.Sprintf("wamid.BURST.%d.%d", c, i), fmt.Sprintf("message %d", i), start.Add(time.Duration(i)*time.Second)))))
+			if r := fx.deliver(t, body); r.Status != 200 {
+				t.Fatalf("delivery %d/%d: %d %s", c, i, r.Status, r.Body)
+			}
+			if i == 1 { // Meta sends a delivery again when it did not see our 200 in time
+				if r := fx.deliver(t, body); r.Status != 200 {
+					t.Fatalf("repeated delivery: %d", r.Status)
+				}
+			}
+		}
+	}
+	for _, wa := range customers {
+		fx.graph.waitReq(t, "an answer to "+wa, isText(wa))
+	}
+	waitDrained(t, fx.env)
+	for _, wa := range customers {
+		var texts []string
+		for _, m := range messagesOf(conversationOf(t, fx.env, wa)) {
+			if m["role"] == "user" {
+				texts = append(texts, m["text"].(string))
+			}
+		}
+		want := []string{"message 0", "message 1", "message 2", "message 3"}
+		if fmt.Sprint(texts) != fmt.Sprint(want) {
+			t.Fatalf("customer %s: messages %q, want %q", wa, texts, want)
+		}
+	}
+}
+
+// Deliveries kept and acknowledged by a server that stopped before processing them are processed
+// by the next start: nothing acknowledged is lost.
+func TestKeptDeliveriesProcessedAfterRestart(t *testing.T) {
+	graph := newFakeGraph(t)
+	dir := t.TempDir()
+	cfg := app.Config{DB: "sqlite://" + filepath.Join(dir, "parley.db"), DataDir: filepath.Join(dir, "data"), Log: slog.New(slog.DiscardHandler), AllowPrivateNetworks: true}
+	a, err := app.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	first := &testenv.Env{T: t, App: a, Server: srv, URL: srv.URL}
+	first.Key, first.WorkspaceID = first.NewKey("default")
+	createSender(t, first, graph.URL)
+	waService(t, first).SetInlineLimit(-1)
+	wa := "34688000999"
+	for i := 0; i < 3; i++ {
+		body := delivery(entry("1", messagesChange(wa, "Rita", textMsg(wa, fmt.Sprintf("wamid.KEPT%d", i), fmt.Sprintf("kept %d", i), time.Now()))))
+		if r := first.DoWith("", "POST", "/webhooks/whatsapp", body, http.Header{"X-Hub-Signature-256": {whatsapp.Sign(body, appSecret)}}); r.Status != 200 {
+			t.Fatalf("delivery %d", r.Status)
+		}
+	}
+	if n := keptCount(t, first); n != 3 {
+		t.Fatalf("%d deliveries kept, want 3", n)
+	}
+	if c := conversationOf(t, first, wa); c != nil {
+		t.Fatal("a kept delivery was processed by a server that never started its drainer")
+	}
+	srv.Close()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	env := testenv.New(t, func(c *app.Config) { c.DB, c.DataDir = cfg.DB, cfg.DataDir })
+	graph.waitReq(t, "the answer after the restart", isText(wa))
+	waitDrained(t, env)
+	if n := len(messagesOf(conversationOf(t, env, wa))); n < 3 {
+		t.Fatalf("%d messages after the restart, want the 3 kept ones and the answer", n)
+	}
+}
+
+// Under load the first deliveries are processed inline and the rest kept; once the burst is over
+// and the inbox drained, deliveries are processed before their 200 again.
+func TestInlineAgainAfterTheBurst(t *testing.T) {
+	fx := newFixture(t)
+	svc := waService(t, fx.env)
+	svc.SetInlineLimit(-1)
+	wa := "34677000001"
+	body := delivery(entry("1", messagesChange(wa, "Ana", textMsg(wa, "wamid.DURING", "during the burst", time.Now()))))
+	if r := fx.deliver(t, body); r.Status != 200 {
+		t.Fatalf("delivery %d", r.Status)
+	}
+	svc.SetInlineLimit(0)
+	waitDrained(t, fx.env)
+	// Once the drainer has seen the inbox empty, the next delivery is stored before its 200.
+	deadline := time.Now().Add(20 * time.Second)
+	for svc.Draining() {
+		if time.Now().After(deadline) {
+			t.Fatal("the drainer never saw the inbox empty")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	body = delivery(entry("1", messagesChange(wa, "Ana", textMsg(wa, "wamid.AFTER", "after the burst", time.Now()))))
+	if r := fx.deliver(t, body); r.Status != 200 {
+		t.Fatalf("delivery %d", r.Status)
+	}
+	found := false
+	for _, m := range messagesOf(conversationOf(t, fx.env, wa)) {
+		found = found || m["text"] == "after the burst"
+	}
+	if !found {
+		t.Fatal("after the burst a delivery was not stored before its 200")
+	}
+}
