@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -99,6 +100,9 @@ func (h *replayHandlers) getVersion(w http.ResponseWriter, r *http.Request) erro
 	n, err := strconv.Atoi(r.PathValue("version"))
 	if err != nil || n < 1 {
 		return api.Errorf(http.StatusNotFound, "not_found", "version not found: versions are whole numbers from 1")
+	}
+	if n > as.Version { // versions only grow (and a huge number would not fit the column)
+		return api.Errorf(http.StatusNotFound, "not_found", "the assistant has no version %d (it is at version %d)", n, as.Version)
 	}
 	v, err := h.a.Assistants.Version(r.Context(), ws, id, n)
 	switch {
@@ -287,7 +291,7 @@ func (h *replayHandlers) items(w http.ResponseWriter, r *http.Request) error {
 	after := -1
 	if c := r.URL.Query().Get("cursor"); c != "" {
 		n, err := strconv.Atoi(c)
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || n > math.MaxInt32 { // positions are stored as 32-bit integers
 			return api.Errorf(http.StatusBadRequest, "invalid_cursor", "the cursor is not one this API returned")
 		}
 		after = n

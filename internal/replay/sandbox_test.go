@@ -3,6 +3,7 @@ package replay_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -343,6 +344,18 @@ func TestAssistantVersions(t *testing.T) {
 				t.Errorf("%s: %d", path, r.Status)
 			}
 		}
+		// The model, the tools, the knowledge bases and the extraction each make a version; a budget does not.
+		kb := e.MustDo(201, "POST", "/api/v1/knowledge-bases", map[string]any{"name": "Help"})["id"].(string)
+		for i, change := range []map[string]any{{"model": "gpt-4o-mini"}, {"tools": []string{"set_variable"}}, {"knowledge_base_ids": []string{kb}},
+			{"extract": []any{map[string]any{"name": "email", "type": "email"}}}, {"monthly_budget_usd": 5}} {
+			want := float64(4 + min(i, 3))
+			if got := e.MustDo(200, "PATCH", "/api/v1/assistants/"+aid, change)["version"].(float64); got != want {
+				t.Errorf("after %v: version %v, want %v", change, got, want)
+			}
+		}
+		if v := e.MustDo(200, "GET", "/api/v1/assistants/"+aid+"/versions/6", nil); fmt.Sprint(v["knowledge_base_ids"]) != "["+kb+"]" || v["model"] != "gpt-4o-mini" {
+			t.Errorf("version 6: %v", v)
+		}
 		keyB, _ := e.NewKey("other")
 		if r := e.DoWith(keyB, "GET", "/api/v1/assistants/"+aid+"/versions", nil, nil); r.Status != 404 {
 			t.Fatalf("another workspace reads the versions: %d", r.Status)
@@ -350,6 +363,64 @@ func TestAssistantVersions(t *testing.T) {
 		e.MustDo(204, "DELETE", "/api/v1/assistants/"+aid, nil)
 		if r := e.Do("GET", "/api/v1/assistants/"+aid+"/versions", nil); r.Status != 404 {
 			t.Fatalf("versions of a deleted assistant: %d", r.Status)
+		}
+	})
+}
+
+// TestReplayOtherWorkspaceAndOutOfRange: another workspace can start no replay over this one's
+// assistant, conversations or knowledge bases, nor read its replays; numbers out of any stored
+// range (a version, a cursor) are 4xx answers, not database errors. Nothing is stored.
+func TestReplayOtherWorkspaceAndOutOfRange(t *testing.T) {
+	testenv.EachBackend(t, func(t *testing.T, e *testenv.Env) {
+		aid := e.CreateAssistant("Ava", "You are Ava.")
+		conv := e.MustDo(201, "POST", "/api/v1/conversations", map[string]any{"assistant_id": aid, "type": "api"})["id"].(string)
+		post(t, e, conv, "Hello")
+		kb := e.MustDo(201, "POST", "/api/v1/knowledge-bases", map[string]any{"name": "Help"})["id"].(string)
+		rp := e.MustDo(202, "POST", "/api/v1/replays", map[string]any{"assistant_id": aid})
+		id := rp["id"].(string)
+		waitReplay(t, e, id)
+
+		keyB, _ := e.NewKey("other")
+		mine := e.DoWith(keyB, "POST", "/api/v1/assistants", map[string]any{"name": "Bo", "system_prompt": "You are Bo.", "model": "builtin"}, nil)
+		var b struct{ ID string }
+		mine.Decode(t, &b)
+		for _, tc := range []struct {
+			name   string
+			body   any
+			status int
+		}{
+			{"A's assistant", map[string]any{"assistant_id": aid}, 404},
+			{"A's conversation", map[string]any{"assistant_id": b.ID, "filter": map[string]any{"ids": []string{conv}}}, 422},
+			{"A's assistant's conversations", map[string]any{"assistant_id": b.ID, "filter": map[string]any{"assistant_id": aid}}, 422},
+			{"every assistant's conversations", map[string]any{"assistant_id": b.ID, "filter": map[string]any{"assistant_id": "*"}}, 422},
+			{"A's knowledge base", map[string]any{"assistant_id": b.ID, "draft": map[string]any{"knowledge_base_ids": []string{kb}}}, 422},
+		} {
+			if r := e.DoWith(keyB, "POST", "/api/v1/replays", tc.body, nil); r.Status != tc.status || !strings.Contains(string(r.Body), `"error"`) {
+				t.Errorf("B, %s: %d %s, want %d", tc.name, r.Status, r.Body, tc.status)
+			}
+		}
+		for _, path := range []string{"/api/v1/replays/" + id, "/api/v1/replays/" + id + "/conversations"} {
+			if r := e.DoWith(keyB, "GET", path, nil, nil); r.Status != 404 || strings.Contains(string(r.Body), conv) {
+				t.Errorf("B, GET %s: %d %s", path, r.Status, r.Body)
+			}
+		}
+		if r := e.DoWith(keyB, "GET", "/api/v1/replays", nil, nil); r.Status != 200 || strings.Contains(string(r.Body), id) {
+			t.Errorf("B's list: %d %s", r.Status, r.Body)
+		}
+
+		// Out of range: beyond what any column holds.
+		huge := 99999999999
+		if r := e.Do("POST", "/api/v1/replays", map[string]any{"assistant_id": aid, "version": huge}); r.Status != 422 {
+			t.Errorf("version %d: %d %s", huge, r.Status, r.Body)
+		}
+		if r := e.Do("GET", "/api/v1/assistants/"+aid+"/versions/"+fmt.Sprint(huge), nil); r.Status != 404 {
+			t.Errorf("GET version %d: %d %s", huge, r.Status, r.Body)
+		}
+		if r := e.Do("GET", "/api/v1/replays/"+id+"/conversations?cursor="+fmt.Sprint(huge), nil); r.Status != 400 {
+			t.Errorf("cursor %d: %d %s", huge, r.Status, r.Body)
+		}
+		if list := e.MustDo(200, "GET", "/api/v1/replays", nil)["data"].([]any); len(list) != 1 {
+			t.Errorf("replays stored: %d", len(list))
 		}
 	})
 }

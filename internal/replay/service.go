@@ -132,6 +132,9 @@ func (s *Service) Create(ctx context.Context, workspaceID string, req Request) (
 		return nil, ErrAssistantNotFound
 	}
 	cfg := live
+	if req.Version > live.Version { // versions only grow: no need to ask (nor to overflow a column)
+		return nil, &InputError{"version", fmt.Sprintf("the assistant has no version %d (it is at version %d)", req.Version, live.Version)}
+	}
 	if req.Version != 0 && req.Version != live.Version {
 		v, err := s.Assistants.Version(ctx, workspaceID, live.ID, req.Version)
 		if errors.Is(err, assistant.ErrVersionNotFound) {

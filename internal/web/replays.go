@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -196,7 +197,7 @@ func (h *Handler) replayPage(w http.ResponseWriter, r *http.Request) {
 	}
 	after := -1
 	if c := r.URL.Query().Get("after"); c != "" {
-		if n, err := strconv.Atoi(c); err == nil && n >= 0 {
+		if n, err := strconv.Atoi(c); err == nil && n >= 0 && n <= math.MaxInt32 { // positions are 32-bit
 			after = n
 		}
 	}

@@ -89,6 +89,10 @@ func TestReplayPages(t *testing.T) {
 			t.Errorf("the report lacks %q", want)
 		}
 	}
+	// An "after" past any stored position (or any 32-bit column) shows the first page.
+	if p := b.get("/replays/" + id + "?after=99999999999"); p.Status != 200 || !strings.Contains(p.Body, "<ins>Max</ins>") {
+		t.Errorf("a huge after: %d", p.Status)
+	}
 	if list := b.get("/replays"); !strings.Contains(list.Body, `data-id="`+id+`"`) || !strings.Contains(list.Body, "1 of 2") {
 		t.Errorf("the list lacks the replay")
 	}
