@@ -38,12 +38,11 @@ const maxInboxTake = 128
 
 var takeInboxSQL = `SELECT id, phone_number_ids, body, received_at FROM wa_inbox ORDER BY id LIMIT ` + strconv.Itoa(maxInboxTake)
 
-// TakeWAInbox hands the oldest kept deliveries (at most maxInboxTake) to process, which works
-// through them in order and returns how many it finished; those are deleted. A failure part-way
-// leaves the rest for the next call. On PostgreSQL the rows stay locked (SKIP LOCKED) while they
+// TakeWAInbox hands the oldest kept deliveries (at most maxInboxTake) to process, which returns
+// the ids of those it finished; those are deleted, the rest stay for the next call. On PostgreSQL the rows stay locked (SKIP LOCKED) while they
 // are processed, so several instances share the inbox without working on the same delivery; on
 // SQLite one process owns the database, and the caller runs one drainer.
-func (s *Store) TakeWAInbox(ctx context.Context, process func([]whatsapp.InboxItem) (int, error)) (int, error) {
+func (s *Store) TakeWAInbox(ctx context.Context, process func([]whatsapp.InboxItem) ([]int64, error)) (int, error) {
 	q := takeInboxSQL
 	if s.dialect == "postgres" {
 		tx, err := s.write.BeginTx(ctx, nil)
@@ -56,25 +55,25 @@ func (s *Store) TakeWAInbox(ctx context.Context, process func([]whatsapp.InboxIt
 			return 0, err
 		}
 		done, perr := process(items)
-		if err := deleteInbox(ctx, tx, items[:done]); err != nil {
+		if err := deleteInbox(ctx, tx, done); err != nil {
 			return 0, err
 		}
 		if err := tx.Commit(); err != nil {
 			return 0, fmt.Errorf("take kept whatsapp deliveries: commit: %w", err)
 		}
-		return done, perr
+		return len(done), perr
 	}
 	items, err := scanInbox(s.read.QueryContext(ctx, q))
 	if err != nil {
 		return 0, err
 	}
 	done, perr := process(items)
-	if done > 0 {
-		if err := s.Write(ctx, func(tx *sql.Tx) error { return deleteInbox(ctx, tx, items[:done]) }); err != nil {
+	if len(done) > 0 {
+		if err := s.Write(ctx, func(tx *sql.Tx) error { return deleteInbox(ctx, tx, done) }); err != nil {
 			return 0, err
 		}
 	}
-	return done, perr
+	return len(done), perr
 }
 
 func scanInbox(rows *sql.Rows, err error) ([]whatsapp.InboxItem, error) {
@@ -102,19 +101,19 @@ func scanInbox(rows *sql.Rows, err error) ([]whatsapp.InboxItem, error) {
 	return out, nil
 }
 
-func deleteInbox(ctx context.Context, tx *sql.Tx, items []whatsapp.InboxItem) error {
-	if len(items) == 0 {
+func deleteInbox(ctx context.Context, tx *sql.Tx, ids []int64) error {
+	if len(ids) == 0 {
 		return nil
 	}
 	var b strings.Builder
-	args := make([]any, len(items))
+	args := make([]any, len(ids))
 	b.WriteString(`DELETE FROM wa_inbox WHERE id IN (`)
-	for i, it := range items {
+	for i, id := range ids {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		fmt.Fprintf(&b, "$%d", i+1)
-		args[i] = it.ID
+		args[i] = id
 	}
 	b.WriteByte(')')
 	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {

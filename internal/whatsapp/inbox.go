@@ -30,7 +30,7 @@ type InboxItem struct {
 type InboxRepository interface {
 	AddWAInbox(ctx context.Context, phoneNumberIDs []string, body []byte, at time.Time) error
 	CountWAInbox(ctx context.Context) (int64, error)
-	TakeWAInbox(ctx context.Context, process func([]InboxItem) (int, error)) (int, error)
+	TakeWAInbox(ctx context.Context, process func([]InboxItem) ([]int64, error)) (int, error)
 }
 
 // DefaultInlineLimit is how many deliveries are processed before their 200 at once; past it the
@@ -152,7 +152,7 @@ func (s *Service) drain() {
 			default:
 			}
 			before := s.box.waiting.Load()
-			n, err := s.Inbox.TakeWAInbox(ctx, func(items []InboxItem) (int, error) { return s.processKept(ctx, items) })
+			n, err := s.Inbox.TakeWAInbox(ctx, func(items []InboxItem) ([]int64, error) { return s.processKept(ctx, items) })
 			if n > 0 {
 				if s.box.waiting.Add(-int64(n)) < 0 {
 					s.box.waiting.Store(0)
@@ -179,24 +179,91 @@ func (s *Service) drain() {
 	}
 }
 
-// processKept processes kept deliveries in order and returns how many are done. A delivery that
-// can no longer be processed (its senders deleted) is done; a store failure stops the batch.
-func (s *Service) processKept(ctx context.Context, items []InboxItem) (int, error) {
-	for i, it := range items {
+// drainLanes is how many customers' deliveries are processed at once: their writes share group
+// commits, while each customer's deliveries stay in order within one lane.
+const drainLanes = 16
+
+// processKept processes kept deliveries and returns the ids of those done. Deliveries about one
+// customer are processed in arrival order, different customers' at the same time; a delivery
+// about several customers (or none) is processed alone, after those before it and before those
+// after it. A delivery that can no longer be processed (unreadable, senders deleted) is done; a
+// store failure stops its customer's lane, leaving the rest of that customer's for the next take.
+func (s *Service) processKept(ctx context.Context, items []InboxItem) ([]int64, error) {
+	var (
+		mu       sync.Mutex
+		done     []int64
+		firstErr error
+	)
+	one := func(it InboxItem, p *Payload) bool {
+		err := s.processOne(ctx, it, p)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			return false
+		}
+		done = append(done, it.ID)
+		return true
+	}
+	type job struct {
+		it InboxItem
+		p  *Payload
+	}
+	lanes := map[string][]job{}
+	var order []string
+	flush := func() {
+		sem := make(chan struct{}, drainLanes)
+		var wg sync.WaitGroup
+		for _, key := range order {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(jobs []job) {
+				defer func() { <-sem; wg.Done() }()
+				for _, j := range jobs {
+					if !one(j.it, j.p) {
+						return
+					}
+				}
+			}(lanes[key])
+		}
+		wg.Wait()
+		clear(lanes)
+		order = order[:0]
+	}
+	for _, it := range items {
 		p, err := Parse(it.Body)
 		if err != nil { // checked before it was kept; kept by an older version perhaps
 			s.log().Error("whatsapp: kept delivery unreadable, dropped", "id", it.ID, "err", err)
+			mu.Lock()
+			done = append(done, it.ID)
+			mu.Unlock()
 			continue
 		}
-		senders, err := s.sendersByPhone(ctx, it.PhoneNumberIDs)
-		if err != nil {
-			return i, err
+		key, single := p.customer()
+		if !single {
+			flush()
+			one(it, p)
+			continue
 		}
-		if _, err := s.Receive(ctx, p, senders); err != nil {
-			return i, err
+		if _, ok := lanes[key]; !ok {
+			order = append(order, key)
 		}
+		lanes[key] = append(lanes[key], job{it, p})
 	}
-	return len(items), nil
+	flush()
+	return done, firstErr
+}
+
+// processOne stores what one kept delivery carries.
+func (s *Service) processOne(ctx context.Context, it InboxItem, p *Payload) error {
+	senders, err := s.sendersByPhone(ctx, it.PhoneNumberIDs)
+	if err != nil {
+		return err
+	}
+	_, err = s.Receive(ctx, p, senders)
+	return err
 }
 
 // sendersByPhone returns the senders of these phone number ids, secrets opened, by phone number id.

@@ -276,6 +276,30 @@ func (p *Payload) PhoneNumberIDs() []string {
 	return out
 }
 
+// customer returns the one customer (wa_id) the delivery's messages and statuses are about;
+// single is false when it is about several customers or none (a quality update).
+func (p *Payload) customer() (key string, single bool) {
+	for _, e := range p.Entry {
+		for _, c := range e.Changes {
+			for _, m := range c.Value.Messages {
+				if id := OnlyDigits(m.From); key == "" {
+					key = id
+				} else if id != key {
+					return "", false
+				}
+			}
+			for _, st := range c.Value.Statuses {
+				if id := OnlyDigits(st.RecipientID); key == "" {
+					key = id
+				} else if id != key {
+					return "", false
+				}
+			}
+		}
+	}
+	return key, key != ""
+}
+
 // Converted is an inbound message in Parley's terms.
 type Converted struct {
 	Type  string

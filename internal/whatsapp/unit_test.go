@@ -245,3 +245,33 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// The drainer runs one customer's kept deliveries in order in one lane; a delivery about several
+// customers, or none, must be recognised so it runs alone.
+func TestPayloadCustomer(t *testing.T) {
+	meta := `"metadata":{"display_phone_number":"1","phone_number_id":"9"}`
+	cases := []struct {
+		name, value string
+		key         string
+		single      bool
+	}{
+		{"one message", `"messages":[{"from":"+34 600 000 001","id":"a","type":"text","text":{"body":"x"}}]`, "34600000001", true},
+		{"two messages, one customer", `"messages":[{"from":"34600000001","id":"a"},{"from":"34600000001","id":"b"}]`, "34600000001", true},
+		{"two customers", `"messages":[{"from":"34600000001","id":"a"},{"from":"34600000002","id":"b"}]`, "", false},
+		{"message and its status", `"messages":[{"from":"34600000001","id":"a"}],"statuses":[{"id":"s","status":"read","recipient_id":"34600000001"}]`, "34600000001", true},
+		{"statuses of two customers", `"statuses":[{"id":"s","status":"read","recipient_id":"1"},{"id":"t","status":"read","recipient_id":"2"}]`, "", false},
+		{"nothing about a customer", `"event":"FLAGGED"`, "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := Parse([]byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{` + meta + `,` + c.value + `}}]}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, single := p.customer()
+			if key != c.key || single != c.single {
+				t.Fatalf("customer() = %q, %v; want %q, %v", key, single, c.key, c.single)
+			}
+		})
+	}
+}
