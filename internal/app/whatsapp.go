@@ -46,10 +46,15 @@ func init() {
 			return nil
 		},
 		Stop: func(ctx context.Context, a *App) error {
-			if svc, ok := a.Extra["whatsapp"].(*whatsapp.Service); ok {
-				return svc.StopDrainer(ctx)
+			svc, ok := a.Extra["whatsapp"].(*whatsapp.Service)
+			if !ok {
+				return nil
 			}
-			return nil
+			err := svc.StopDrainer(ctx)
+			if ib, ok := a.Extra["whatsapp_inbox"].(*store.Store); ok && ib != a.Store {
+				err = errors.Join(err, ib.Close())
+			}
+			return err
 		}})
 	Register(Feature{Name: "webhooks", Setup: setupWebhooks,
 		Start: func(ctx context.Context, a *App) error {
@@ -84,8 +89,13 @@ func setupWhatsApp(ctx context.Context, a *App) ([]server.Mount, error) {
 	if !ok {
 		return nil, nil
 	}
+	inbox, err := store.OpenWAInbox(ctx, a.Store, a.Config.DB)
+	if err != nil {
+		return nil, err
+	}
+	a.Extra["whatsapp_inbox"] = inbox
 	svc := &whatsapp.Service{
-		Repo: a.Store, Inbox: a.Store, Box: a.Secrets, Conversations: a.Conversations, Jobs: q, Blobs: a.Blobs, Log: a.Config.Log,
+		Repo: a.Store, Inbox: inbox, Box: a.Secrets, Conversations: a.Conversations, Jobs: q, Blobs: a.Blobs, Log: a.Config.Log,
 		HTTP:    &http.Client{Timeout: 60 * time.Second, Transport: tools.GuardedTransport(a.Config.AllowPrivateNetworks)},
 		MediaAI: func() any { return a.Extra["media_ai"] },
 		Metrics: whatsapp.NewMetrics(a.Registry),

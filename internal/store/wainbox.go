@@ -4,12 +4,41 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/parley-hq/parley/internal/whatsapp"
 )
+
+// OpenWAInbox opens where kept WhatsApp deliveries live. On SQLite that is a database file of its
+// own beside the main one (parley.db → parley-inbox.db), with its own writer: acknowledging a
+// delivery during a burst never waits behind the main writer, which is busy storing the burst's
+// messages and answers. Storing a kept delivery's messages and deleting it are idempotent steps in
+// that order, so they need no shared transaction. On PostgreSQL (no single writer) the main store
+// holds the table and main is returned.
+func OpenWAInbox(ctx context.Context, main *Store, dsn string) (*Store, error) {
+	if main.dialect != "sqlite" {
+		return main, nil
+	}
+	path := SQLitePath(dsn)
+	ext := filepath.Ext(path)
+	ib, err := openSQLite("sqlite://" + strings.TrimSuffix(path, ext) + "-inbox" + ext)
+	if err != nil {
+		return nil, fmt.Errorf("open whatsapp inbox: %w", err)
+	}
+	if _, err := ib.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS wa_inbox (
+		id INTEGER PRIMARY KEY,
+		phone_number_ids TEXT NOT NULL,
+		body BLOB NOT NULL,
+		received_at INTEGER NOT NULL
+	)`); err != nil {
+		ib.Close()
+		return nil, fmt.Errorf("open whatsapp inbox: %w", err)
+	}
+	return ib, nil
+}
 
 // AddWAInbox keeps a verified WhatsApp delivery, as it came, to be processed after its 200.
 func (s *Store) AddWAInbox(ctx context.Context, phoneNumberIDs []string, body []byte, at time.Time) error {

@@ -39,9 +39,11 @@ func DefaultInlineLimit() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // inbox is the burst state of a Service.
 type inbox struct {
-	limit   atomic.Int64 // 0: DefaultInlineLimit; < 0: always keep (tests of the drainer)
-	inline  atomic.Int64 // deliveries being processed by their handlers now
-	waiting atomic.Int64 // kept deliveries not processed yet, as far as this process knows
+	limit  atomic.Int64 // 0: DefaultInlineLimit; < 0: always keep (tests of the drainer)
+	inline atomic.Int64 // deliveries being processed by their handlers now
+	// lastKept is when a delivery was last kept (unix nanoseconds).
+	lastKept atomic.Int64
+	waiting  atomic.Int64 // kept deliveries not processed yet, as far as this process knows
 
 	once     sync.Once
 	kick     chan struct{}
@@ -63,6 +65,14 @@ func (b *inbox) init() {
 // SetInlineLimit sets how many deliveries may be processed before their 200 at once (0: the
 // default; negative: none, every delivery is kept and drained).
 func (s *Service) SetInlineLimit(n int) { s.box.limit.Store(int64(n)) }
+
+// Kept returns how many kept deliveries wait to be processed (by any instance).
+func (s *Service) Kept(ctx context.Context) (int64, error) {
+	if s.Inbox == nil {
+		return 0, nil
+	}
+	return s.Inbox.CountWAInbox(ctx)
+}
 
 // Draining reports whether kept deliveries wait to be processed (new ones are kept behind them,
 // so that a customer's messages are processed in the order they came).
@@ -88,6 +98,7 @@ func (s *Service) keep(ctx context.Context, body []byte, senders map[string]*Sen
 	}
 	slices.Sort(phones)
 	s.box.waiting.Add(1)
+	s.box.lastKept.Store(time.Now().UnixNano())
 	if err := s.Inbox.AddWAInbox(ctx, phones, body, s.now()); err != nil {
 		s.box.waiting.Add(-1)
 		return err
@@ -183,6 +194,25 @@ func (s *Service) drain() {
 // commits, while each customer's deliveries stay in order within one lane.
 const drainLanes = 16
 
+// Acknowledgements first. While deliveries are still being kept (the burst goes on), the drainer
+// works one lane at a time, leaving the machine to the acknowledgements, for as long as the oldest
+// kept delivery has waited less than burstGrace; then, or once the burst is over, it works at full
+// speed. So a burst is acknowledged quickly, and no kept message waits more than about burstGrace
+// for its turn because of the acknowledgements (a load the drainer can carry is never starved).
+const (
+	burstGrace = 5 * time.Second
+	burstQuiet = 250 * time.Millisecond // no delivery kept for this long: the burst is over
+)
+
+// lanesFor returns how many lanes to drain a batch whose oldest delivery came at oldest.
+func (s *Service) lanesFor(oldest time.Time) int {
+	last := time.Unix(0, s.box.lastKept.Load())
+	if time.Since(last) < burstQuiet && s.now().Sub(oldest) < burstGrace {
+		return 1
+	}
+	return drainLanes
+}
+
 // processKept processes kept deliveries and returns the ids of those done. Deliveries about one
 // customer are processed in arrival order, different customers' at the same time; a delivery
 // about several customers (or none) is processed alone, after those before it and before those
@@ -213,8 +243,12 @@ func (s *Service) processKept(ctx context.Context, items []InboxItem) ([]int64, 
 	}
 	lanes := map[string][]job{}
 	var order []string
+	lanesNow := drainLanes
+	if len(items) > 0 {
+		lanesNow = s.lanesFor(items[0].ReceivedAt)
+	}
 	flush := func() {
-		sem := make(chan struct{}, drainLanes)
+		sem := make(chan struct{}, lanesNow)
 		var wg sync.WaitGroup
 		for _, key := range order {
 			sem <- struct{}{}

@@ -1,12 +1,15 @@
 package whatsapp_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +29,7 @@ func waService(t testing.TB, env *testenv.Env) *whatsapp.Service {
 
 func keptCount(t testing.TB, env *testenv.Env) int64 {
 	t.Helper()
-	n, err := env.App.Store.CountWAInbox(context.Background())
+	n, err := waService(t, env).Kept(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,4 +192,47 @@ func TestInlineAgainAfterTheBurst(t *testing.T) {
 	if !found {
 		t.Fatal("after the burst a delivery was not stored before its 200")
 	}
+}
+
+// BenchmarkKeptDelivery is the acknowledgement path of a burst: signed deliveries from parallel
+// clients over loopback, verified, kept and answered 200 (the drainer stopped, so only the
+// acknowledgement is measured; the client shares the machine).
+func BenchmarkKeptDelivery(b *testing.B) {
+	graph := newFakeGraph(b)
+	env := testenv.New(b, func(c *app.Config) { c.Log = slog.New(slog.DiscardHandler) })
+	env.MustDo(http.StatusCreated, "POST", "/api/v1/whatsapp/senders", map[string]any{
+		"phone_number_id": pnid, "access_token": token, "app_secret": appSecret, "verify_token": verifyTok, "graph_api_url": graph.URL + "/v21.0",
+	})
+	svc := waService(b, env)
+	if err := svc.StopDrainer(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	svc.SetInlineLimit(-1)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var seq atomic.Int64
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			wa := fmt.Sprintf("3460%07d", i%1000)
+			body := delivery(entry("1", messagesChange(wa, "Bench", textMsg(wa, fmt.Sprintf("wamid.K%d", i), "where is my order ORD-123456?", time.Now()))))
+			req, _ := http.NewRequest("POST", env.URL+"/webhooks/whatsapp", bytes.NewReader(body))
+			req.Header.Set("X-Hub-Signature-256", whatsapp.Sign(body, appSecret))
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 }
