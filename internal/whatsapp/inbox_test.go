@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,4 +236,61 @@ func BenchmarkKeptDelivery(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// Two instances on one PostgreSQL database, both keeping deliveries and both draining the shared
+// inbox (rows locked with SKIP LOCKED while one works on them): every delivery, including each one
+// Meta sends to both, is stored exactly once, every customer is answered, and the inbox ends empty.
+// (Across instances the order of storing follows processing, as for deliveries Meta sends to two
+// instances at once; within one instance a customer's kept deliveries keep their order, see
+// TestBurstKeptThenDrainedInOrder.)
+func TestTwoInstancesDrainOneInbox(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("set %s to drain one inbox from two instances", testenv.PostgresEnv)
+	}
+	graph := newFakeGraph(t)
+	dataDir := t.TempDir()
+	configure := func(c *app.Config) { c.DB, c.DataDir = dsn, dataDir }
+	a := testenv.New(t, configure)
+	b := testenv.New(t, configure)
+	createSender(t, a, graph.URL)
+	for _, e := range []*testenv.Env{a, b} {
+		waService(t, e).SetInlineLimit(-1)
+	}
+	customers := []string{"34611000001", "34611000002", "34611000003", "34611000004"}
+	const perCustomer = 6
+	start := time.Now().Add(-time.Minute)
+	for i := 0; i < perCustomer; i++ {
+		for c, wa := range customers {
+			body := delivery(entry("1", messagesChange(wa, "Customer", textMsg(wa, fmt.Sprintf("wamid.TWO.%d.%d", c, i), fmt.Sprintf("message %d", i), start.Add(time.Duration(i)*time.Second)))))
+			targets := []*testenv.Env{a, b}[:1+(i%2)] // every other delivery reaches both instances
+			for k, e := range targets {
+				if k == 0 && (c+i)%2 == 1 {
+					e = b
+				}
+				if r := e.DoWith("", "POST", "/webhooks/whatsapp", body, http.Header{"X-Hub-Signature-256": {whatsapp.Sign(body, appSecret)}}); r.Status != 200 {
+					t.Fatalf("delivery: %d %s", r.Status, r.Body)
+				}
+			}
+		}
+	}
+	waitDrained(t, a)
+	for _, wa := range customers {
+		graph.waitReq(t, "an answer to "+wa, isText(wa))
+		var texts []string
+		for _, m := range messagesOf(conversationOf(t, a, wa)) {
+			if m["role"] == "user" {
+				texts = append(texts, m["text"].(string))
+			}
+		}
+		slices.Sort(texts)
+		var want []string
+		for i := 0; i < perCustomer; i++ {
+			want = append(want, fmt.Sprintf("message %d", i))
+		}
+		if fmt.Sprint(texts) != fmt.Sprint(want) {
+			t.Fatalf("customer %s: messages %q, want each once: %q", wa, texts, want)
+		}
+	}
 }
