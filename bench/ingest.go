@@ -134,18 +134,10 @@ func ingest(c *client, srv *server, clients int, d time.Duration) error {
 			"", nil)
 	}
 
-	// Every acknowledged delivery is stored: count the messages the webhook took in.
-	var list struct {
-		Data []struct {
-			MessageCount int64 `json:"message_count"`
-		} `json:"data"`
-	}
-	if err := c.getJSON("/api/v1/conversations?type=whatsapp&limit=500", &list); err == nil {
-		var stored int64
-		for _, cv := range list.Data {
-			stored += cv.MessageCount
-		}
-		record("webhook: inbound + replies stored so far", fmt.Sprintf("%d messages for %d acknowledged deliveries; %d replies sent", stored, n, sends.Load()), "", "", nil)
+	// Every acknowledged delivery is stored: the server's count of new inbound messages (each
+	// delivery carries one) against the deliveries acknowledged.
+	if inbound, err := promCounter(srv.base, "parley_whatsapp_inbound_messages_total"); err == nil {
+		record("webhook: inbound messages stored", fmt.Sprintf("%d for %d acknowledged deliveries; %d replies sent", inbound, n, sends.Load()), "", "", pass(inbound >= n))
 	}
 	return nil
 }
@@ -167,22 +159,29 @@ func fetchProfile(base, path string, d time.Duration) error {
 // deliveryCounts reads, from the server's Prometheus metrics, how many deliveries were kept for
 // the drainer and how many of those it has processed.
 func deliveryCounts(base string) (kept, drained int64, err error) {
+	if kept, err = promCounter(base, `parley_whatsapp_webhook_deliveries_total{result="kept"}`); err != nil {
+		return 0, 0, err
+	}
+	drained, err = promCounter(base, `parley_whatsapp_webhook_deliveries_total{result="drained"}`)
+	return kept, drained, err
+}
+
+// promCounter reads one series of the server's Prometheus metrics (0 when it has no value yet).
+func promCounter(base, series string) (int64, error) {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		for label, into := range map[string]*int64{"kept": &kept, "drained": &drained} {
-			if v, ok := strings.CutPrefix(line, `parley_whatsapp_webhook_deliveries_total{result="`+label+`"} `); ok {
-				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				*into = int64(f)
-			}
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err
 		}
 	}
-	return kept, drained, nil
+	return 0, nil
 }
