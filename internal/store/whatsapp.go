@@ -263,6 +263,25 @@ func (s *Store) MessageByID(ctx context.Context, workspaceID, conversationID, me
 	return msgs[0], nil
 }
 
+// CustomerMessageSuperseded reports whether a customer message is followed in its conversation by
+// another customer message (not a reaction) with no assistant message after it: the later message's
+// reply job answers both, so this one's has nothing to do.
+func (s *Store) CustomerMessageSuperseded(ctx context.Context, workspaceID, conversationID, messageID string) (bool, error) {
+	var superseded bool
+	err := s.read.QueryRowContext(ctx, `SELECT
+		EXISTS (SELECT 1 FROM messages l WHERE l.conversation_pk = t.conversation_pk AND l.pk > t.pk AND l.role = 'user' AND l.type <> 'reaction')
+		AND NOT EXISTS (SELECT 1 FROM messages a WHERE a.conversation_pk = t.conversation_pk AND a.pk > t.pk AND a.role = 'assistant')
+		FROM messages t JOIN conversations c ON c.pk = t.conversation_pk
+		WHERE t.id = $1 AND c.id = $2 AND c.workspace_id = $3`, messageID, conversationID, workspaceID).Scan(&superseded)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, ErrNotFound
+	}
+	if err != nil {
+		return false, fmt.Errorf("superseded message: %w", err)
+	}
+	return superseded, nil
+}
+
 // SetMessageStatusTx moves a message to status if its current status is one of from.
 func (s *Store) SetMessageStatusTx(tx *sql.Tx, workspaceID, messageID, status string, msgErr *conversation.MessageError, from []string) (bool, error) {
 	var q sqlBuilder

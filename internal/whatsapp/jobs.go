@@ -113,6 +113,12 @@ func (w *replyWorker) Work(ctx context.Context, job *river.Job[ReplyArgs]) error
 	if err != nil {
 		return jobs.Cancel(fmt.Errorf("reply: message %s: %w", a.MessageID, err))
 	}
+	// A burst of one customer's messages queues a job each; the last one's marks the chat read and
+	// answers them all. Tell that cheaply, before the read receipt and the history (the checks
+	// below decide the same, for a trigger within the last 200 messages).
+	if superseded, err := s.Repo.CustomerMessageSuperseded(ctx, a.WorkspaceID, a.ConversationID, a.MessageID); err == nil && superseded {
+		return nil
+	}
 	if x, err := s.Sender(ctx, a.WorkspaceID, a.SenderID); err == nil && trigger.ExternalID != "" && job.Attempt == 1 {
 		if err := s.Client(x).MarkRead(ctx, trigger.ExternalID); err != nil {
 			s.log().Warn("whatsapp: mark as read failed", "sender", x.ID, "err", err)

@@ -40,6 +40,7 @@ type Repository interface {
 	SetMessagePayloadTx(tx *sql.Tx, workspaceID, messageID, payload string) error
 	MessagePayload(ctx context.Context, workspaceID, messageID string) (string, error)
 	MessageByID(ctx context.Context, workspaceID, conversationID, messageID string) (*conversation.Message, error)
+	CustomerMessageSuperseded(ctx context.Context, workspaceID, conversationID, messageID string) (bool, error)
 	SetMessageStatusTx(tx *sql.Tx, workspaceID, messageID, status string, msgErr *conversation.MessageError, from []string) (bool, error)
 }
 
