@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/parley-hq/parley/internal/api"
 	"github.com/parley-hq/parley/internal/auth"
 	"github.com/parley-hq/parley/internal/conversation"
@@ -101,6 +103,9 @@ func setupWhatsApp(ctx context.Context, a *App) ([]server.Mount, error) {
 		Metrics: whatsapp.NewMetrics(a.Registry),
 	}
 	svc.RegisterWorkers(q)
+	a.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_whatsapp_inbox_waiting",
+		Help: "WhatsApp deliveries acknowledged during a burst and not stored yet (as this instance knows)."},
+		func() float64 { return float64(svc.Waiting()) }))
 	a.Conversations.RegisterChannel(conversation.TypeWhatsApp, svc.Channel())
 	a.Extra["whatsapp"] = svc
 	h := &waHandlers{a: a, svc: svc}

@@ -74,6 +74,10 @@ func (s *Service) Kept(ctx context.Context) (int64, error) {
 	return s.Inbox.CountWAInbox(ctx)
 }
 
+// Waiting returns how many kept deliveries wait to be processed, as far as this process knows
+// (without asking the database: for the /metrics gauge).
+func (s *Service) Waiting() int64 { return s.box.waiting.Load() }
+
 // Draining reports whether kept deliveries wait to be processed (new ones are kept behind them,
 // so that a customer's messages are processed in the order they came).
 func (s *Service) Draining() bool { return s.box.waiting.Load() > 0 }

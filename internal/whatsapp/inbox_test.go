@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,6 +149,15 @@ func TestKeptDeliveriesProcessedAfterRestart(t *testing.T) {
 	}
 	if c := conversationOf(t, first, wa); c != nil {
 		t.Fatal("a kept delivery was processed by a server that never started its drainer")
+	}
+	resp, err := http.Get(first.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(prom), "\nparley_whatsapp_inbox_waiting 3\n") {
+		t.Fatalf("/metrics does not show the 3 waiting deliveries:\n%s", prom)
 	}
 	srv.Close()
 	if err := a.Close(); err != nil {
