@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -126,16 +124,7 @@ func burstKeptThenDrainedInOrder(t *testing.T, fx *fixture) {
 // by the next start: nothing acknowledged is lost.
 func TestKeptDeliveriesProcessedAfterRestart(t *testing.T) {
 	graph := newFakeGraph(t)
-	dir := t.TempDir()
-	cfg := app.Config{DB: "sqlite://" + filepath.Join(dir, "parley.db"), DataDir: filepath.Join(dir, "data"), Log: slog.New(slog.DiscardHandler), AllowPrivateNetworks: true}
-	a, err := app.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(a.Handler())
-	first := &testenv.Env{T: t, App: a, Server: srv, URL: srv.URL}
-	first.Key, first.WorkspaceID = first.NewKey("default")
-	createSender(t, first, graph.URL)
+	first, cfg, stop := firstLife(t, graph)
 	waService(t, first).SetInlineLimit(-1)
 	wa := "34688000999"
 	for i := 0; i < 3; i++ {
@@ -159,10 +148,7 @@ func TestKeptDeliveriesProcessedAfterRestart(t *testing.T) {
 	if !strings.Contains(string(prom), "\nparley_whatsapp_inbox_waiting 3\n") {
 		t.Fatalf("/metrics does not show the 3 waiting deliveries:\n%s", prom)
 	}
-	srv.Close()
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	env := testenv.New(t, func(c *app.Config) { c.DB, c.DataDir = cfg.DB, cfg.DataDir })
 	graph.waitReq(t, "the answer after the restart", isText(wa))
 	waitDrained(t, env)

@@ -968,20 +968,32 @@ func TestSenderAPI(t *testing.T) {
 	}
 }
 
-func TestPendingJobRunsAfterRestart(t *testing.T) {
-	graph := newFakeGraph(t)
+// firstLife opens Parley on a fresh SQLite database with a sender for graph, serving but never
+// started: its job workers and drainer do not run. stop closes it; the config opens it again.
+func firstLife(t *testing.T, graph *fakeGraph) (first *testenv.Env, cfg app.Config, stop func()) {
+	t.Helper()
 	dir := t.TempDir()
-	cfg := app.Config{DB: "sqlite://" + filepath.Join(dir, "parley.db"), DataDir: filepath.Join(dir, "data"), Log: slog.New(slog.DiscardHandler)}
-	ctx := context.Background()
-	// First life: the server takes the delivery but its workers never run (it stops right after).
-	a, err := app.Open(ctx, cfg)
+	cfg = app.Config{DB: "sqlite://" + filepath.Join(dir, "parley.db"), DataDir: filepath.Join(dir, "data"), Log: slog.New(slog.DiscardHandler), AllowPrivateNetworks: true}
+	a, err := app.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(a.Handler())
-	first := &testenv.Env{T: t, App: a, Server: srv, URL: srv.URL}
+	first = &testenv.Env{T: t, App: a, Server: srv, URL: srv.URL}
 	first.Key, first.WorkspaceID = first.NewKey("default")
 	createSender(t, first, graph.URL)
+	return first, cfg, func() {
+		srv.Close()
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestPendingJobRunsAfterRestart(t *testing.T) {
+	graph := newFakeGraph(t)
+	// First life: the server takes the delivery but its workers never run (it stops right after).
+	first, cfg, stop := firstLife(t, graph)
 	wa := "34688000888"
 	body := delivery(entry("1", messagesChange(wa, "Rita", textMsg(wa, "wamid.RESTART", "hello?", time.Now()))))
 	if r := first.DoWith("", "POST", "/webhooks/whatsapp", body, http.Header{"X-Hub-Signature-256": {whatsapp.Sign(body, appSecret)}}); r.Status != 200 {
@@ -990,10 +1002,7 @@ func TestPendingJobRunsAfterRestart(t *testing.T) {
 	if n := jobCount(t, first); n == 0 {
 		t.Fatal("no job queued")
 	}
-	srv.Close()
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	for _, r := range graph.requests() {
 		if r.Body["type"] == "text" {
 			t.Fatal("the reply was sent before the restart")
