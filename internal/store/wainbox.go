@@ -68,9 +68,10 @@ const maxInboxTake = 128
 var takeInboxSQL = `SELECT id, phone_number_ids, body, received_at FROM wa_inbox ORDER BY id LIMIT ` + strconv.Itoa(maxInboxTake)
 
 // TakeWAInbox hands the oldest kept deliveries (at most maxInboxTake) to process, which returns
-// the ids of those it finished; those are deleted, the rest stay for the next call. On PostgreSQL the rows stay locked (SKIP LOCKED) while they
-// are processed, so several instances share the inbox without working on the same delivery; on
-// SQLite one process owns the database, and the caller runs one drainer.
+// the ids of those it finished; those are deleted, the rest stay for the next call. On PostgreSQL
+// the rows stay locked (SKIP LOCKED) while they are processed, so several instances share the inbox
+// without working on the same delivery; on SQLite one process owns the database, and the caller
+// runs one drainer.
 func (s *Store) TakeWAInbox(ctx context.Context, process func([]whatsapp.InboxItem) ([]int64, error)) (int, error) {
 	q := takeInboxSQL
 	if s.dialect == "postgres" {

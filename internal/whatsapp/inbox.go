@@ -66,21 +66,10 @@ func (b *inbox) init() {
 // default; negative: none, every delivery is kept and drained).
 func (s *Service) SetInlineLimit(n int) { s.box.limit.Store(int64(n)) }
 
-// Kept returns how many kept deliveries wait to be processed (by any instance).
-func (s *Service) Kept(ctx context.Context) (int64, error) {
-	if s.Inbox == nil {
-		return 0, nil
-	}
-	return s.Inbox.CountWAInbox(ctx)
-}
-
 // Waiting returns how many kept deliveries wait to be processed, as far as this process knows
-// (without asking the database: for the /metrics gauge).
+// (without asking the database). While any wait, new deliveries are kept behind them, so that a
+// customer's messages are processed in the order they came.
 func (s *Service) Waiting() int64 { return s.box.waiting.Load() }
-
-// Draining reports whether kept deliveries wait to be processed (new ones are kept behind them,
-// so that a customer's messages are processed in the order they came).
-func (s *Service) Draining() bool { return s.box.waiting.Load() > 0 }
 
 // keepForLater reports whether a delivery should be kept rather than processed now.
 func (s *Service) keepForLater() bool {

@@ -29,7 +29,7 @@ func waService(t testing.TB, env *testenv.Env) *whatsapp.Service {
 
 func keptCount(t testing.TB, env *testenv.Env) int64 {
 	t.Helper()
-	n, err := waService(t, env).Kept(context.Background())
+	n, err := waService(t, env).Inbox.CountWAInbox(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestInlineAgainAfterTheBurst(t *testing.T) {
 	waitDrained(t, fx.env)
 	// Once the drainer has seen the inbox empty, the next delivery is stored before its 200.
 	deadline := time.Now().Add(20 * time.Second)
-	for svc.Draining() {
+	for svc.Waiting() > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the drainer never saw the inbox empty")
 		}

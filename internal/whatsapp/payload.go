@@ -279,25 +279,28 @@ func (p *Payload) PhoneNumberIDs() []string {
 // customer returns the one customer (wa_id) the delivery's messages and statuses are about;
 // single is false when it is about several customers or none (a quality update).
 func (p *Payload) customer() (key string, single bool) {
+	single = true
+	same := func(waID string) {
+		if id := OnlyDigits(waID); key == "" {
+			key = id
+		} else if id != key {
+			single = false
+		}
+	}
 	for _, e := range p.Entry {
 		for _, c := range e.Changes {
 			for _, m := range c.Value.Messages {
-				if id := OnlyDigits(m.From); key == "" {
-					key = id
-				} else if id != key {
-					return "", false
-				}
+				same(m.From)
 			}
 			for _, st := range c.Value.Statuses {
-				if id := OnlyDigits(st.RecipientID); key == "" {
-					key = id
-				} else if id != key {
-					return "", false
-				}
+				same(st.RecipientID)
 			}
 		}
 	}
-	return key, key != ""
+	if !single || key == "" {
+		return "", false
+	}
+	return key, true
 }
 
 // Converted is an inbound message in Parley's terms.
