@@ -136,7 +136,8 @@ func ingest(c *client, srv *server, clients int, d time.Duration) error {
 
 	// Every acknowledged delivery is stored: the server's count of new inbound messages (each
 	// delivery carries one) against the deliveries acknowledged.
-	if inbound, err := promCounter(srv.base, "parley_whatsapp_inbound_messages_total"); err == nil {
+	if v, err := promCounters(srv.base, "parley_whatsapp_inbound_messages_total"); err == nil {
+		inbound := v[0]
 		record("webhook: inbound messages stored", fmt.Sprintf("%d for %d acknowledged deliveries; %d replies sent", inbound, n, sends.Load()), "", "", pass(inbound >= n))
 	}
 	return nil
@@ -159,29 +160,36 @@ func fetchProfile(base, path string, d time.Duration) error {
 // deliveryCounts reads, from the server's Prometheus metrics, how many deliveries were kept for
 // the drainer and how many of those it has processed.
 func deliveryCounts(base string) (kept, drained int64, err error) {
-	if kept, err = promCounter(base, `parley_whatsapp_webhook_deliveries_total{result="kept"}`); err != nil {
+	v, err := promCounters(base, `parley_whatsapp_webhook_deliveries_total{result="kept"}`, `parley_whatsapp_webhook_deliveries_total{result="drained"}`)
+	if err != nil {
 		return 0, 0, err
 	}
-	drained, err = promCounter(base, `parley_whatsapp_webhook_deliveries_total{result="drained"}`)
-	return kept, drained, err
+	return v[0], v[1], nil
 }
 
-// promCounter reads one series of the server's Prometheus metrics (0 when it has no value yet).
-func promCounter(base, series string) (int64, error) {
+// promCounters reads series of the server's Prometheus metrics in one scrape (0 for a series with
+// no value yet).
+func promCounters(base string, series ...string) ([]int64, error) {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	out := make([]int64, len(series))
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int64(f), err
+		for i, name := range series {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					return nil, err
+				}
+				out[i] = int64(f)
+			}
 		}
 	}
-	return 0, nil
+	return out, nil
 }
