@@ -43,6 +43,9 @@ var pprofBase string
 // profileTo, when set, receives a CPU profile of the server taken during the ingest run.
 var profileTo string
 
+// reuse measures the database an earlier -keep run left behind.
+var reuse bool
+
 func record(name, value, target, baseline string, ok *bool) {
 	figures = append(figures, figure{name, value, target, baseline, ok})
 	fmt.Fprintf(os.Stderr, "  %-44s %s\n", name, value)
@@ -61,6 +64,7 @@ func main() {
 	profile := flag.String("profile", "", "write a CPU profile of the server during ingest to this file")
 	dir := flag.String("dir", "", "working directory (default: a temporary one, removed after)")
 	keep := flag.Bool("keep", false, "keep the working directory")
+	flag.BoolVar(&reuse, "reuse", false, "measure the database a -keep run left in -dir instead of generating one (the full size takes ~16 min to generate)")
 	flag.Parse()
 	profileTo = *profile
 	if err := run(*conversations, *messages, *days, *queries, *turns, *clients, *ingestFor, *dir, *keep); err != nil {
@@ -71,6 +75,9 @@ func main() {
 
 func run(conversations, messagesPer, days, queries, turns, clients int, ingestFor time.Duration, dir string, keep bool) error {
 	ctx := context.Background()
+	if reuse && dir == "" {
+		return fmt.Errorf("-reuse needs -dir")
+	}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "parley-bench-")
 		if err != nil {
@@ -107,17 +114,29 @@ func run(conversations, messagesPer, days, queries, turns, clients int, ingestFo
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "generating %d conversations × ~%d messages…\n", conversations, messagesPer)
-	start := time.Now()
-	total, err := generate(ctx, a.Store, ws.ID, genConfig{Conversations: conversations, MessagesPer: messagesPer, Days: days, Seed: 42})
-	if err != nil {
-		return fmt.Errorf("generate: %w", err)
+	var total int64
+	if reuse {
+		var convs int64
+		if err := a.Store.DB().QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM conversations), (SELECT COUNT(*) FROM messages)`).Scan(&convs, &total); err != nil {
+			return fmt.Errorf("reuse: %w", err)
+		}
+		if convs == 0 {
+			return fmt.Errorf("reuse: %s holds no conversations; run once with -keep -dir first", dbURL)
+		}
+		conversations = int(convs)
+		record("data reused", fmt.Sprintf("%d conversations, %d messages", convs, total), "", "", nil)
+	} else {
+		fmt.Fprintf(os.Stderr, "generating %d conversations × ~%d messages…\n", conversations, messagesPer)
+		start := time.Now()
+		total, err = generate(ctx, a.Store, ws.ID, genConfig{Conversations: conversations, MessagesPer: messagesPer, Days: days, Seed: 42})
+		if err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+		record("data generated", fmt.Sprintf("%d conversations, %d messages in %s", conversations, total, time.Since(start).Round(time.Millisecond)), "", "", nil)
 	}
-	genTime := time.Since(start)
 	if err := a.Close(); err != nil {
 		return err
 	}
-	record("data generated", fmt.Sprintf("%d conversations, %d messages in %s", conversations, total, genTime.Round(time.Millisecond)), "", "", nil)
 
 	// Cold start: exec to a 200 from /readyz, best of three.
 	// The benchmark sends far more than a client should: the per-key rate limit is off for it.
