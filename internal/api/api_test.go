@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +171,31 @@ func TestFoundationFlow(t *testing.T) {
 				t.Fatalf("csv has a row of another conversation: %v", row)
 			}
 		}
+		// The JSON columns say what the detail says (the store may hand them on as stored).
+		detailMsgs := map[string]map[string]any{}
+		for _, m := range e.MustDo(200, "GET", "/api/v1/conversations/"+apiID, nil)["messages"].([]any) {
+			detailMsgs[m.(map[string]any)["id"].(string)] = m.(map[string]any)
+		}
+		sameJSON := func(cell string, want any) bool {
+			if cell == "" {
+				return want == nil
+			}
+			var got any
+			return json.Unmarshal([]byte(cell), &got) == nil && reflect.DeepEqual(got, want)
+		}
+		withTools := 0
+		for _, row := range rows[1:] {
+			dm := detailMsgs[row[8]]
+			if dm == nil || !sameJSON(row[15], dm["media"]) || !sameJSON(row[16], dm["tool_calls"]) || !sameJSON(row[18], dm["error"]) {
+				t.Fatalf("csv JSON columns differ from the detail: %q %q %q vs %v", row[15], row[16], row[18], dm)
+			}
+			if row[16] != "" {
+				withTools++
+			}
+		}
+		if withTools == 0 {
+			t.Fatal("no exported row has tool calls: the JSON columns are not exercised")
+		}
 		jl := e.Do("GET", "/api/v1/conversations/export?format=jsonl", nil)
 		sc := bufio.NewScanner(bytes.NewReader(jl.Body))
 		lines := 0
@@ -180,6 +206,13 @@ func TestFoundationFlow(t *testing.T) {
 			}
 			if row["conversation_id"] == nil || row["role"] == nil || row["created_at"] == nil {
 				t.Fatalf("jsonl row lacks fields: %v", row)
+			}
+			if dm := detailMsgs[fmt.Sprint(row["id"])]; dm != nil {
+				for _, k := range []string{"media", "tool_calls", "error"} {
+					if !reflect.DeepEqual(row[k], dm[k]) {
+						t.Fatalf("jsonl %s differs from the detail: %v vs %v", k, row[k], dm[k])
+					}
+				}
 			}
 			lines++
 		}

@@ -378,13 +378,13 @@ func StreamExport(w http.ResponseWriter, r *http.Request, svc *conversation.Serv
 				if row.Conversation != lastConv {
 					lastConv, convCols = row.Conversation, conversationColumns(row.Conversation)
 				}
-				fillRecord(record, convCols, row.Message)
+				fillRecord(record, convCols, row.Message, row.Stored)
 				writeErr = cw.Write(record)
 			} else {
 				if row.Conversation != lastConv {
 					lastConv, convJSON = row.Conversation, exportConversation(row.Conversation, row.Variables)
 				}
-				writeErr = enc.Encode(exportJSON(row.Conversation, row.Message, convJSON))
+				writeErr = enc.Encode(exportJSON(row.Conversation, row.Message, row.Stored, convJSON))
 			}
 			if writeErr != nil {
 				cancel()
@@ -427,7 +427,7 @@ func conversationColumns(c *conversation.Conversation) []string {
 	return []string{c.ID, string(c.Type), string(c.Status), c.CustomerID, c.CustomerName, c.AssistantID, c.AssistantName, jsonTime(c.CreatedAt)}
 }
 
-func fillRecord(rec []string, convCols []string, m *conversation.Message) {
+func fillRecord(rec []string, convCols []string, m *conversation.Message, stored *conversation.StoredJSON) {
 	var media, tools, msgErr, latency string
 	if m.Media != nil {
 		media = jsonText(m.Media)
@@ -437,6 +437,9 @@ func fillRecord(rec []string, convCols []string, m *conversation.Message) {
 	}
 	if m.Error != nil {
 		msgErr = jsonText(m.Error)
+	}
+	if stored != nil {
+		media, tools, msgErr = string(stored.Media), string(stored.ToolCalls), string(stored.Error)
 	}
 	if m.LatencyMS != nil {
 		latency = strconv.FormatInt(*m.LatencyMS, 10)
@@ -457,6 +460,11 @@ type exportRowJSON struct {
 	AssistantName         string `json:"assistant_name"`
 	ConversationCreatedAt string `json:"conversation_created_at"`
 	MessageJSON
+	// The message's JSON fields as stored, when the store hands them on so (they shadow
+	// MessageJSON's, which are then empty).
+	Media     json.RawMessage `json:"media,omitempty"`
+	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
+	Error     json.RawMessage `json:"error,omitempty"`
 	// Conversation is what a replay needs besides the messages: the channel context and the
 	// variables with their sources (the same object on every row of the conversation).
 	Conversation json.RawMessage `json:"conversation"`
@@ -493,10 +501,25 @@ func exportConversation(c *conversation.Conversation, vars []conversation.Variab
 	return b
 }
 
-func exportJSON(c *conversation.Conversation, m *conversation.Message, conv json.RawMessage) exportRowJSON {
-	return exportRowJSON{ConversationID: c.ID, ConversationType: string(c.Type), ConversationStatus: string(c.Status), CustomerID: c.CustomerID,
+func exportJSON(c *conversation.Conversation, m *conversation.Message, stored *conversation.StoredJSON, conv json.RawMessage) exportRowJSON {
+	row := exportRowJSON{ConversationID: c.ID, ConversationType: string(c.Type), ConversationStatus: string(c.Status), CustomerID: c.CustomerID,
 		CustomerName: c.CustomerName, AssistantID: c.AssistantID, AssistantName: c.AssistantName, ConversationCreatedAt: jsonTime(c.CreatedAt),
 		MessageJSON: NewMessageJSON(m), Conversation: conv}
+	if stored != nil {
+		row.Media, row.ToolCalls, row.Error = stored.Media, stored.ToolCalls, stored.Error
+	} else {
+		row.Media, row.ToolCalls, row.Error = rawJSON(m.Media != nil, m.Media), rawJSON(len(m.ToolCalls) > 0, m.ToolCalls), rawJSON(m.Error != nil, m.Error)
+	}
+	return row
+}
+
+// rawJSON encodes v when present: the export's JSON fields are raw so stored ones pass through.
+func rawJSON(present bool, v any) json.RawMessage {
+	if !present {
+		return nil
+	}
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // MetricsJSON is the metrics answer.

@@ -198,6 +198,15 @@ type ExportRow struct {
 	Message      *Message
 	// Variables are the conversation's variables (the same slice on each of its rows).
 	Variables []Variable
+	// Stored holds the message's media, tool calls and error as the JSON they were stored as, when
+	// the store keeps exactly what encoding them again would give (Message's fields are then left
+	// empty): the export writes them as they are instead of decoding and encoding each row's.
+	Stored *StoredJSON
+}
+
+// StoredJSON is a message's JSON fields as stored; nil where the message has none.
+type StoredJSON struct {
+	Media, ToolCalls, Error []byte
 }
 
 // Change is what the service asks the store to apply to a conversation in one transaction,

@@ -392,7 +392,7 @@ type exportPage struct {
 	convs []*conversation.Conversation
 	pks   []int64
 	vars  map[int64][]conversation.Variable // set before msgs is sent
-	msgs  chan map[int64][]*conversation.Message
+	msgs  chan map[int64][]exportMessage
 	err   chan error
 }
 
@@ -437,9 +437,9 @@ func (s *Store) Export(ctx context.Context, workspaceID string, f conversation.F
 			return err
 		}
 		for i, c := range p.convs {
-			for _, m := range byConv[p.pks[i]] {
-				m.ConversationID = c.ID
-				if err := fn(conversation.ExportRow{Conversation: c, Message: m, Variables: p.vars[p.pks[i]]}); err != nil {
+			for _, em := range byConv[p.pks[i]] {
+				em.m.ConversationID = c.ID
+				if err := fn(conversation.ExportRow{Conversation: c, Message: em.m, Variables: p.vars[p.pks[i]], Stored: em.stored}); err != nil {
 					return err
 				}
 			}
@@ -474,7 +474,7 @@ func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversat
 		if err != nil {
 			return fmt.Errorf("export conversations: %w", err)
 		}
-		p := &exportPage{msgs: make(chan map[int64][]*conversation.Message, 1), err: make(chan error, 1)}
+		p := &exportPage{msgs: make(chan map[int64][]exportMessage, 1), err: make(chan error, 1)}
 		for rows.Next() {
 			c, pk, err := scanConversation(rows)
 			if err != nil {
@@ -502,7 +502,16 @@ func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversat
 	}
 }
 
-func (s *Store) exportMessages(ctx context.Context, pks []int64) (map[int64][]*conversation.Message, error) {
+// exportMessage is a message as the export reads it: on SQLite its JSON fields stay as stored.
+type exportMessage struct {
+	m      *conversation.Message
+	stored *conversation.StoredJSON
+}
+
+// exportMessages reads the messages of a page of conversations with one query. On SQLite, media,
+// tool calls and errors are TEXT holding exactly what json.Marshal wrote (the only writer), so they
+// are handed on as stored; PostgreSQL's JSONB reformats them, so there they are decoded as elsewhere.
+func (s *Store) exportMessages(ctx context.Context, pks []int64) (map[int64][]exportMessage, error) {
 	var q sqlBuilder
 	ph := make([]string, len(pks))
 	for i, pk := range pks {
@@ -513,7 +522,8 @@ func (s *Store) exportMessages(ctx context.Context, pks []int64) (map[int64][]*c
 		return nil, fmt.Errorf("export messages: %w", err)
 	}
 	defer rows.Close()
-	out := make(map[int64][]*conversation.Message, len(pks))
+	out := make(map[int64][]exportMessage, len(pks))
+	verbatim := s.dialect == "sqlite"
 	var convPK int64
 	for rows.Next() {
 		m := &conversation.Message{}
@@ -521,12 +531,24 @@ func (s *Store) exportMessages(ctx context.Context, pks []int64) (map[int64][]*c
 		if err := rows.Scan(append([]any{&convPK}, d.targets()...)...); err != nil {
 			return nil, err
 		}
+		em := exportMessage{m: m}
+		if verbatim && (d.media.Valid || d.toolCalls.Valid || d.msgErr.Valid) {
+			em.stored = &conversation.StoredJSON{Media: nullBytes(d.media), ToolCalls: nullBytes(d.toolCalls), Error: nullBytes(d.msgErr)}
+			d.media.Valid, d.toolCalls.Valid, d.msgErr.Valid = false, false, false
+		}
 		if err := d.finish(); err != nil {
 			return nil, err
 		}
-		out[convPK] = append(out[convPK], m)
+		out[convPK] = append(out[convPK], em)
 	}
 	return out, rows.Err()
+}
+
+func nullBytes(v sql.NullString) []byte {
+	if !v.Valid {
+		return nil
+	}
+	return []byte(v.String)
 }
 
 // filterWhere builds the WHERE clause shared by the list, the export and counts.
