@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,14 @@ var profileTo string
 // reuse measures the database an earlier -keep run left behind.
 var reuse bool
 
+// only names the parts to measure (empty: all of them).
+var only string
+
+// measure reports whether a part of the benchmark is to run.
+func measure(part string) bool {
+	return only == "" || slices.Contains(strings.Split(only, ","), part)
+}
+
 func record(name, value, target, baseline string, ok *bool) {
 	figures = append(figures, figure{name, value, target, baseline, ok})
 	fmt.Fprintf(os.Stderr, "  %-44s %s\n", name, value)
@@ -64,6 +73,7 @@ func main() {
 	profile := flag.String("profile", "", "write a CPU profile of the server during ingest to this file")
 	dir := flag.String("dir", "", "working directory (default: a temporary one, removed after)")
 	keep := flag.Bool("keep", false, "keep the working directory")
+	flag.StringVar(&only, "only", "", "measure only these parts, comma-separated: lists, metrics, export, insights, turn, ingest (default: all)")
 	flag.BoolVar(&reuse, "reuse", false, "measure the database a -keep run left in -dir instead of generating one (the full size takes ~16 min to generate)")
 	flag.Parse()
 	profileTo = *profile
@@ -75,6 +85,11 @@ func main() {
 
 func run(conversations, messagesPer, days, queries, turns, clients int, ingestFor time.Duration, dir string, keep bool) error {
 	ctx := context.Background()
+	for _, part := range strings.Split(only, ",") {
+		if only != "" && !slices.Contains([]string{"lists", "metrics", "export", "insights", "turn", "ingest"}, part) {
+			return fmt.Errorf("-only: unknown part %q", part)
+		}
+	}
 	if reuse && dir == "" {
 		return fmt.Errorf("-reuse needs -dir")
 	}
@@ -171,7 +186,58 @@ func run(conversations, messagesPer, days, queries, turns, clients int, ingestFo
 
 	c := &client{base: srv.base, key: key, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 
-	// The list with each filter.
+	if measure("lists") {
+		if err := measureLists(c, queries); err != nil {
+			return err
+		}
+	}
+	if measure("metrics") {
+		lat, err := c.timeGets("/api/v1/metrics", 20)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		record("metrics over all conversations: p50", ms(pct(lat, 50)), "≤ 100 ms", "", pass(pct(lat, 50) <= 100*time.Millisecond))
+	}
+	if measure("export") {
+		// The peak RSS is the export's own: the high-water mark is reset first, so what insights or
+		// the lists used before does not count.
+		srv.resetPeakRSS()
+		rows, took, err := c.export("/api/v1/conversations/export?format=csv")
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		rate := float64(rows) / took.Seconds()
+		peak := srv.peakRSS()
+		record("export CSV: rows/s", fmt.Sprintf("%.0f rows/s (%d rows in %s)", rate, rows, took.Round(time.Millisecond)), "≥ 300k rows/s", "", pass(rate >= 300_000))
+		record("export: server peak RSS", mb(peak), "< 100 MB", "", pass(peak < 100<<20))
+	}
+	// Insights (resolution, handoffs, topics of the newest 20k questions): no target in the issue,
+	// measured so a regression shows; after the export, whose memory it would otherwise count.
+	if measure("insights") {
+		lat, err := c.timeGets("/api/v1/insights", 5)
+		if err != nil {
+			return fmt.Errorf("insights: %w", err)
+		}
+		record("insights over all conversations: p50", ms(pct(lat, 50)), "", "", nil)
+	}
+	if measure("turn") {
+		if err := measureTurns(c, turns); err != nil {
+			return err
+		}
+	}
+	// Webhook ingest next to a bare handler, when the WhatsApp channel is built in.
+	if measure("ingest") {
+		if err := ingest(c, srv, clients, ingestFor); err != nil {
+			return fmt.Errorf("webhook ingest: %w", err)
+		}
+	}
+
+	printTable()
+	return nil
+}
+
+// measureLists times the conversation list with each filter, and deep paging with the cursor.
+func measureLists(c *client, queries int) error {
 	var sample struct {
 		Data []struct {
 			AssistantID string `json:"assistant_id"`
@@ -230,34 +296,11 @@ func run(conversations, messagesPer, days, queries, turns, clients int, ingestFo
 		record("list, cursor pages 2…: p50 / p95", ms(pct(lat, 50))+" / "+ms(pct(lat, 95)), "p95 ≤ 10 ms", "", pass(pct(lat, 95) <= 10*time.Millisecond))
 	}
 
-	// Metrics over everything.
-	lat, err := c.timeGets("/api/v1/metrics", 20)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	record("metrics over all conversations: p50", ms(pct(lat, 50)), "≤ 100 ms", "", pass(pct(lat, 50) <= 100*time.Millisecond))
+	return nil
+}
 
-	// Export of every message. The peak RSS is the export's own: the high-water mark is reset first,
-	// so what insights or the lists used before does not count.
-	srv.resetPeakRSS()
-	rows, took, err := c.export("/api/v1/conversations/export?format=csv")
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	rate := float64(rows) / took.Seconds()
-	peak := srv.peakRSS()
-	record("export CSV: rows/s", fmt.Sprintf("%.0f rows/s (%d rows in %s)", rate, rows, took.Round(time.Millisecond)), "≥ 300k rows/s", "", pass(rate >= 300_000))
-	record("export: server peak RSS", mb(peak), "< 100 MB", "", pass(peak < 100<<20))
-
-	// Insights (resolution, handoffs, topics of the newest 20k questions): no target in the issue,
-	// measured so a regression shows; after the export, whose memory it would otherwise count.
-	if lat, err := c.timeGets("/api/v1/insights", 5); err == nil {
-		record("insights over all conversations: p50", ms(pct(lat, 50)), "", "", nil)
-	} else {
-		return fmt.Errorf("insights: %w", err)
-	}
-
-	// An AI turn through the API with a zero-latency model (the builtin one).
+// measureTurns times AI turns through the API with a zero-latency model (the builtin one).
+func measureTurns(c *client, turns int) error {
 	var asst struct{ ID string }
 	if err := c.postJSON("/api/v1/assistants", `{"name":"Bench","system_prompt":"You are a bench assistant.","model":"builtin"}`, &asst); err != nil {
 		return err
@@ -275,13 +318,6 @@ func run(conversations, messagesPer, days, queries, turns, clients int, ingestFo
 		turnLat = append(turnLat, time.Since(t0))
 	}
 	record("AI turn, zero-latency model: p50 / p99", ms(pct(turnLat, 50))+" / "+ms(pct(turnLat, 99)), "p50 ≤ 2 ms", "", pass(pct(turnLat, 50) <= 2*time.Millisecond))
-
-	// Webhook ingest next to a bare handler, when the WhatsApp channel is built in.
-	if err := ingest(c, srv, clients, ingestFor); err != nil {
-		return fmt.Errorf("webhook ingest: %w", err)
-	}
-
-	printTable()
 	return nil
 }
 
