@@ -3,11 +3,9 @@ package api
 import (
 	"bufio"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -333,7 +331,7 @@ func StreamExport(w http.ResponseWriter, r *http.Request, svc *conversation.Serv
 	go func() {
 		defer close(batches)
 		batch := make([]conversation.ExportRow, 0, 512)
-		err := svc.Export(ctx, workspaceID, f, func(row conversation.ExportRow) error {
+		err := svc.Export(ctx, workspaceID, f, conversation.ExportOptions{Variables: format == "jsonl"}, func(row conversation.ExportRow) error {
 			batch = append(batch, row)
 			if len(batch) == cap(batch) {
 				select {
@@ -357,43 +355,40 @@ func StreamExport(w http.ResponseWriter, r *http.Request, svc *conversation.Serv
 
 	bw := bufio.NewWriterSize(w, 64<<10)
 	flusher, _ := w.(http.Flusher)
-	var cw *csv.Writer
-	if format == "csv" {
-		cw = csv.NewWriter(bw)
-		_ = cw.Write(ExportColumns)
+	csvOut := format == "csv"
+	var row []byte
+	if csvOut {
+		row = appendCSVRecord(row, ExportColumns...)
+		_, _ = bw.Write(row)
 	}
 	enc := json.NewEncoder(bw)
 	rows := 0
-	record := make([]string, len(ExportColumns))
 	var writeErr error
 	var lastConv *conversation.Conversation
-	var convCols []string
+	var convCSV []byte
 	var convJSON json.RawMessage
 	for batch := range batches {
 		if writeErr != nil {
 			continue // drain so the reader can finish
 		}
-		for _, row := range batch {
-			if cw != nil {
-				if row.Conversation != lastConv {
-					lastConv, convCols = row.Conversation, conversationColumns(row.Conversation)
+		for _, r := range batch {
+			if csvOut {
+				if r.Conversation != lastConv {
+					lastConv, convCSV = r.Conversation, conversationCSV(r.Conversation)
 				}
-				fillRecord(record, convCols, row.Message, row.Stored)
-				writeErr = cw.Write(record)
+				row = appendMessageCSV(row[:0], convCSV, r.Message, r.Stored)
+				_, writeErr = bw.Write(row)
 			} else {
-				if row.Conversation != lastConv {
-					lastConv, convJSON = row.Conversation, exportConversation(row.Conversation, row.Variables)
+				if r.Conversation != lastConv {
+					lastConv, convJSON = r.Conversation, exportConversation(r.Conversation, r.Variables)
 				}
-				writeErr = enc.Encode(exportJSON(row.Conversation, row.Message, row.Stored, convJSON))
+				writeErr = enc.Encode(exportJSON(r.Conversation, r.Message, r.Stored, convJSON))
 			}
 			if writeErr != nil {
 				cancel()
 				break
 			}
 			rows++
-		}
-		if cw != nil {
-			cw.Flush()
 		}
 		if err := bw.Flush(); err != nil && writeErr == nil {
 			writeErr = err
@@ -420,34 +415,6 @@ func jsonText(v any) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
-}
-
-// conversationColumns are the export's conversation fields, formatted once per conversation.
-func conversationColumns(c *conversation.Conversation) []string {
-	return []string{c.ID, string(c.Type), string(c.Status), c.CustomerID, c.CustomerName, c.AssistantID, c.AssistantName, jsonTime(c.CreatedAt)}
-}
-
-func fillRecord(rec []string, convCols []string, m *conversation.Message, stored *conversation.StoredJSON) {
-	var media, tools, msgErr, latency string
-	if m.Media != nil {
-		media = jsonText(m.Media)
-	}
-	if len(m.ToolCalls) > 0 {
-		tools = jsonText(m.ToolCalls)
-	}
-	if m.Error != nil {
-		msgErr = jsonText(m.Error)
-	}
-	if stored != nil {
-		media, tools, msgErr = string(stored.Media), string(stored.ToolCalls), string(stored.Error)
-	}
-	if m.LatencyMS != nil {
-		latency = strconv.FormatInt(*m.LatencyMS, 10)
-	}
-	n := copy(rec, convCols)
-	copy(rec[n:], []string{m.ID, m.ExternalID, jsonTime(m.CreatedAt), string(m.Role), string(m.Direction), m.Type, m.Text,
-		media, tools, m.Status, msgErr, strconv.FormatInt(m.TokensIn, 10), strconv.FormatInt(m.TokensOut, 10),
-		strconv.FormatFloat(USD(m.CostMicros), 'f', -1, 64), latency})
 }
 
 type exportRowJSON struct {

@@ -23,7 +23,7 @@ type Repository interface {
 	Messages(ctx context.Context, workspaceID, conversationID string, lastN int) ([]*Message, error)
 	Variables(ctx context.Context, workspaceID, conversationID string) ([]Variable, error)
 	Apply(ctx context.Context, workspaceID, conversationID string, ch Change) (*Conversation, []*Message, error)
-	Export(ctx context.Context, workspaceID string, f Filter, fn func(ExportRow) error) error
+	Export(ctx context.Context, workspaceID string, f Filter, opts ExportOptions, fn func(ExportRow) error) error
 }
 
 // Assistants finds assistants.
@@ -194,8 +194,8 @@ func (s *Service) List(ctx context.Context, workspaceID string, f Filter) (Page,
 }
 
 // Export streams every message of the filtered conversations.
-func (s *Service) Export(ctx context.Context, workspaceID string, f Filter, fn func(ExportRow) error) error {
-	return s.repo.Export(ctx, workspaceID, f, fn)
+func (s *Service) Export(ctx context.Context, workspaceID string, f Filter, opts ExportOptions, fn func(ExportRow) error) error {
+	return s.repo.Export(ctx, workspaceID, f, opts, fn)
 }
 
 // Stream receives what a posted message produces, as it happens.

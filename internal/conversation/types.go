@@ -192,6 +192,13 @@ type Page struct {
 	NextCursor    string
 }
 
+// ExportOptions say what an export reads besides the messages and their conversations.
+type ExportOptions struct {
+	// Variables: each conversation's variables on its rows (the JSONL's replay context; the CSV
+	// has no column for them, and reading them costs a seventh of a large export).
+	Variables bool
+}
+
 // ExportRow is one message with its conversation, as the export streams it.
 type ExportRow struct {
 	Conversation *Conversation

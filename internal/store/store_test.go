@@ -233,7 +233,7 @@ func TestExportMissesNothingWhileConversationsChange(t *testing.T) {
 	}
 	seen := map[string]int{}
 	rows := 0
-	err := s.Export(ctx, ws.ID, conversation.Filter{}, func(r conversation.ExportRow) error {
+	err := s.Export(ctx, ws.ID, conversation.Filter{}, conversation.ExportOptions{Variables: true}, func(r conversation.ExportRow) error {
 		if rows == 0 {
 			// The oldest conversations gain activity now: they move ahead of the export's cursor.
 			for i := 0; i < 50; i++ {
