@@ -23,11 +23,12 @@ const benchAppSecret = "bench-app-secret"
 func ingest(c *client, srv *server, clients int, d time.Duration) error {
 	// A fake Graph API for the assistant's replies: it answers every send at once.
 	var sends atomic.Int64
+	run := time.Now().UnixNano() // message ids unique across runs on a kept database (-reuse)
 	graph := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		n := sends.Add(1)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"messaging_product":"whatsapp","contacts":[{"input":"1","wa_id":"1"}],"messages":[{"id":"wamid.reply.%d"}]}`, n)
+		fmt.Fprintf(w, `{"messaging_product":"whatsapp","contacts":[{"input":"1","wa_id":"1"}],"messages":[{"id":"wamid.reply.%d.%d"}]}`, run, n)
 	})}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,8 +41,10 @@ func ingest(c *client, srv *server, clients int, d time.Duration) error {
 	if err := c.postJSON("/api/v1/assistants", `{"name":"WhatsApp bench","system_prompt":"You are a bench assistant.","model":"builtin"}`, &asst); err != nil {
 		return err
 	}
-	sender := fmt.Sprintf(`{"phone_number_id":"900100200","display_phone_number":"15550001111","access_token":"bench-token","app_secret":%q,"verify_token":"v","assistant_id":%q,"graph_api_url":"http://%s"}`,
-		benchAppSecret, asst.ID, gl.Addr())
+	// A number of its own per run: a database kept from an earlier run (-reuse) has that run's sender.
+	phoneID := fmt.Sprintf("9%08d", time.Now().UnixNano()%100_000_000)
+	sender := fmt.Sprintf(`{"phone_number_id":%q,"display_phone_number":"15550001111","access_token":"bench-token","app_secret":%q,"verify_token":"v","assistant_id":%q,"graph_api_url":"http://%s"}`,
+		phoneID, benchAppSecret, asst.ID, gl.Addr())
 	if err := c.postJSON("/api/v1/whatsapp/senders", sender, nil); err != nil {
 		return fmt.Errorf("the WhatsApp channel is not available: %w", err)
 	}
@@ -49,8 +52,8 @@ func ingest(c *client, srv *server, clients int, d time.Duration) error {
 	var seq atomic.Int64
 	delivery := func() ([]byte, string) {
 		n := seq.Add(1)
-		body := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"900100200"},"contacts":[{"profile":{"name":"Customer %d"},"wa_id":"35191%07d"}],"messages":[{"from":"35191%07d","id":"wamid.bench.%d.%d","timestamp":"%d","text":{"body":"Hi, where is my order ORD-%06d? It was due yesterday."},"type":"text"}]},"field":"messages"}]}]}`,
-			n%1000, n%1000, n%1000, time.Now().UnixNano(), n, time.Now().Unix(), n%1_000_000)
+		body := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"%s"},"contacts":[{"profile":{"name":"Customer %d"},"wa_id":"35191%07d"}],"messages":[{"from":"35191%07d","id":"wamid.bench.%d.%d","timestamp":"%d","text":{"body":"Hi, where is my order ORD-%06d? It was due yesterday."},"type":"text"}]},"field":"messages"}]}]}`,
+			phoneID, n%1000, n%1000, n%1000, time.Now().UnixNano(), n, time.Now().Unix(), n%1_000_000)
 		mac := hmac.New(sha256.New, []byte(benchAppSecret))
 		mac.Write([]byte(body))
 		return []byte(body), "sha256=" + hex.EncodeToString(mac.Sum(nil))

@@ -139,6 +139,11 @@ func run(conversations, messagesPer, days, queries, turns, clients int, ingestFo
 			return fmt.Errorf("reuse: %s holds no conversations; run once with -keep -dir first", dbURL)
 		}
 		conversations = int(convs)
+		// The jobs an earlier run left (answers to its burst, sends to its fake Graph API, gone with
+		// it) would only hold this run's answers back behind them.
+		if _, err := a.Store.DB().ExecContext(ctx, `DELETE FROM river_job WHERE state IN ('available', 'scheduled', 'retryable', 'running')`); err != nil {
+			return fmt.Errorf("reuse: %w", err)
+		}
 		record("data reused", fmt.Sprintf("%d conversations, %d messages", convs, total), "", "", nil)
 	} else {
 		fmt.Fprintf(os.Stderr, "generating %d conversations × ~%d messages…\n", conversations, messagesPer)
