@@ -156,21 +156,7 @@ func (s *Service) drain() {
 			default:
 			}
 			before := s.box.waiting.Load()
-			var oldest time.Time
-			began := time.Now()
-			n, err := s.Inbox.TakeWAInbox(ctx, func(items []InboxItem) ([]int64, error) {
-				if len(items) > 0 {
-					oldest = items[0].ReceivedAt
-				}
-				return s.processKept(ctx, items)
-			})
-			if rest := s.restAfter(oldest, time.Since(began)); rest > 0 {
-				select {
-				case <-s.box.stop:
-					return
-				case <-time.After(rest):
-				}
-			}
+			n, err := s.Inbox.TakeWAInbox(ctx, func(items []InboxItem) ([]int64, error) { return s.processKept(ctx, items) })
 			if n > 0 {
 				if s.box.waiting.Add(-int64(n)) < 0 {
 					s.box.waiting.Store(0)
@@ -202,28 +188,22 @@ func (s *Service) drain() {
 const drainLanes = 16
 
 // Acknowledgements first. While deliveries are still being kept (the burst goes on), the drainer
-// rests burstRest times as long as each batch took, leaving most of the machine to the
-// acknowledgements, for as long as the oldest kept delivery has waited less than burstGrace; then,
-// or once the burst is over, it works without rest. It always works with all its lanes: their
-// writes share group commits, so a delivery costs far less than in a lane of its own (measured at
-// 10M messages: a third of the drain's CPU was one commit per delivery with one lane). So a burst
-// is acknowledged quickly, and no kept message waits more than about burstGrace for its turn
-// because of the acknowledgements (a load the drainer can carry is never starved).
+// works one lane at a time, leaving the machine to the acknowledgements, for as long as the oldest
+// kept delivery has waited less than burstGrace; then, or once the burst is over, it works at full
+// speed. So a burst is acknowledged quickly, and no kept message waits more than about burstGrace
+// for its turn because of the acknowledgements (a load the drainer can carry is never starved).
 const (
 	burstGrace = 5 * time.Second
 	burstQuiet = 250 * time.Millisecond // no delivery kept for this long: the burst is over
-	burstRest  = 3
-	maxRest    = 250 * time.Millisecond
 )
 
-// restAfter returns how long the drainer rests after a batch whose oldest delivery came at oldest
-// and which took took to process.
-func (s *Service) restAfter(oldest time.Time, took time.Duration) time.Duration {
+// lanesFor returns how many lanes to drain a batch whose oldest delivery came at oldest.
+func (s *Service) lanesFor(oldest time.Time) int {
 	last := time.Unix(0, s.box.lastKept.Load())
-	if oldest.IsZero() || time.Since(last) >= burstQuiet || s.now().Sub(oldest) >= burstGrace {
-		return 0
+	if time.Since(last) < burstQuiet && s.now().Sub(oldest) < burstGrace {
+		return 1
 	}
-	return min(burstRest*took, maxRest)
+	return drainLanes
 }
 
 // processKept processes kept deliveries and returns the ids of those done. Deliveries about one
@@ -256,8 +236,12 @@ func (s *Service) processKept(ctx context.Context, items []InboxItem) ([]int64, 
 	}
 	lanes := map[string][]job{}
 	var order []string
+	lanesNow := drainLanes
+	if len(items) > 0 {
+		lanesNow = s.lanesFor(items[0].ReceivedAt)
+	}
 	flush := func() {
-		sem := make(chan struct{}, drainLanes)
+		sem := make(chan struct{}, lanesNow)
 		var wg sync.WaitGroup
 		for _, key := range order {
 			sem <- struct{}{}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 )
 
@@ -272,38 +271,6 @@ func TestPayloadCustomer(t *testing.T) {
 			key, single := p.customer()
 			if key != c.key || single != c.single {
 				t.Fatalf("customer() = %q, %v; want %q, %v", key, single, c.key, c.single)
-			}
-		})
-	}
-}
-
-// While a burst is being acknowledged the drainer rests three times as long as a batch took (at
-// most maxRest), until the oldest kept delivery has waited burstGrace or the burst is over.
-func TestDrainerRestsDuringABurst(t *testing.T) {
-	now := time.Now()
-	cases := []struct {
-		name     string
-		lastKept time.Duration // before now
-		oldest   time.Duration // before now; 0: the batch was empty
-		took     time.Duration
-		want     time.Duration
-	}{
-		{"burst on, fresh batch", 10 * time.Millisecond, time.Second, 20 * time.Millisecond, 60 * time.Millisecond},
-		{"burst on, long batch: capped", 0, time.Second, time.Second, maxRest},
-		{"burst on, oldest waited the grace", 0, burstGrace + time.Second, 20 * time.Millisecond, 0},
-		{"burst over", burstQuiet + time.Second, time.Second, 20 * time.Millisecond, 0},
-		{"nothing taken", 0, 0, 20 * time.Millisecond, 0},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			s := &Service{}
-			s.box.lastKept.Store(now.Add(-c.lastKept).UnixNano())
-			var oldest time.Time
-			if c.oldest > 0 {
-				oldest = now.Add(-c.oldest)
-			}
-			if got := s.restAfter(oldest, c.took); got != c.want {
-				t.Fatalf("rest %v, want %v", got, c.want)
 			}
 		})
 	}
