@@ -117,21 +117,8 @@ func appendMessageCSV(b, conv []byte, m *conversation.Message, stored *conversat
 		b = append(b, ',')
 		b = appendCSVField(b, f)
 	}
-	var media, tools, msgErr string
-	if stored != nil {
-		media, tools, msgErr = string(stored.Media), string(stored.ToolCalls), string(stored.Error)
-	} else {
-		if m.Media != nil {
-			media = jsonText(m.Media)
-		}
-		if len(m.ToolCalls) > 0 {
-			tools = jsonText(m.ToolCalls)
-		}
-		if m.Error != nil {
-			msgErr = jsonText(m.Error)
-		}
-	}
-	for _, f := range [...]string{media, tools, m.Status, msgErr} {
+	media, tools, msgErr := exportJSONFields(m, stored)
+	for _, f := range [...]string{string(media), string(tools), m.Status, string(msgErr)} {
 		b = append(b, ',')
 		b = appendCSVField(b, f)
 	}

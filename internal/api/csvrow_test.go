@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -66,7 +67,7 @@ func TestMessageCSVMatchesEncodingCSV(t *testing.T) {
 		if x.stored != nil {
 			media, tools, msgErr = string(x.stored.Media), string(x.stored.ToolCalls), string(x.stored.Error)
 		} else {
-			media, tools, msgErr = jsonTextIf(x.m.Media != nil, x.m.Media), jsonTextIf(len(x.m.ToolCalls) > 0, x.m.ToolCalls), jsonTextIf(x.m.Error != nil, x.m.Error)
+			media, tools, msgErr = marshalIf(x.m.Media != nil, x.m.Media), marshalIf(len(x.m.ToolCalls) > 0, x.m.ToolCalls), marshalIf(x.m.Error != nil, x.m.Error)
 		}
 		latency := ""
 		if x.m.LatencyMS != nil {
@@ -83,11 +84,12 @@ func TestMessageCSVMatchesEncodingCSV(t *testing.T) {
 	}
 }
 
-func jsonTextIf(ok bool, v any) string {
+func marshalIf(ok bool, v any) string {
 	if !ok {
 		return ""
 	}
-	return jsonText(v)
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func itoa(n int64) string   { return strconv.FormatInt(n, 10) }

@@ -409,14 +409,6 @@ func StreamExport(w http.ResponseWriter, r *http.Request, svc *conversation.Serv
 	return nil
 }
 
-func jsonText(v any) string {
-	if v == nil {
-		return ""
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
 type exportRowJSON struct {
 	ConversationID        string `json:"conversation_id"`
 	ConversationType      string `json:"conversation_type"`
@@ -472,21 +464,24 @@ func exportJSON(c *conversation.Conversation, m *conversation.Message, stored *c
 	row := exportRowJSON{ConversationID: c.ID, ConversationType: string(c.Type), ConversationStatus: string(c.Status), CustomerID: c.CustomerID,
 		CustomerName: c.CustomerName, AssistantID: c.AssistantID, AssistantName: c.AssistantName, ConversationCreatedAt: jsonTime(c.CreatedAt),
 		MessageJSON: NewMessageJSON(m), Conversation: conv}
-	if stored != nil {
-		row.Media, row.ToolCalls, row.Error = stored.Media, stored.ToolCalls, stored.Error
-	} else {
-		row.Media, row.ToolCalls, row.Error = rawJSON(m.Media != nil, m.Media), rawJSON(len(m.ToolCalls) > 0, m.ToolCalls), rawJSON(m.Error != nil, m.Error)
-	}
+	row.Media, row.ToolCalls, row.Error = exportJSONFields(m, stored)
 	return row
 }
 
-// rawJSON encodes v when present: the export's JSON fields are raw so stored ones pass through.
-func rawJSON(present bool, v any) json.RawMessage {
-	if !present {
-		return nil
+// exportJSONFields returns a message's media, tool calls and error as the export writes them, in
+// both formats: as stored when the store handed them on so, else encoded; nil where it has none.
+func exportJSONFields(m *conversation.Message, stored *conversation.StoredJSON) (media, toolCalls, msgErr []byte) {
+	if stored != nil {
+		return stored.Media, stored.ToolCalls, stored.Error
 	}
-	b, _ := json.Marshal(v)
-	return b
+	encode := func(present bool, v any) []byte {
+		if !present {
+			return nil
+		}
+		b, _ := json.Marshal(v)
+		return b
+	}
+	return encode(m.Media != nil, m.Media), encode(len(m.ToolCalls) > 0, m.ToolCalls), encode(m.Error != nil, m.Error)
 }
 
 // MetricsJSON is the metrics answer.
