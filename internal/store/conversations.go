@@ -569,7 +569,7 @@ func (s *Store) exportMessagesRaw(ctx context.Context, query string, args []any,
 			return fmt.Errorf("export messages: %w", err)
 		}
 		defer rows.Close()
-		v := make([]driver.Value, 17)
+		v := make([]driver.Value, len(rows.Columns()))
 		for n := 0; ; n++ {
 			if n%1024 == 0 && ctx.Err() != nil {
 				return ctx.Err()
@@ -579,26 +579,27 @@ func (s *Store) exportMessagesRaw(ctx context.Context, query string, args []any,
 			} else if err != nil {
 				return fmt.Errorf("export messages: %w", err)
 			}
-			m := &conversation.Message{ID: text(v[1]), ExternalID: text(v[2]), Role: conversation.Role(text(v[3])),
-				Direction: conversation.Direction(text(v[4])), Type: text(v[5]), Text: text(v[6]), Status: text(v[9]),
-				TokensIn: integer(v[11]), TokensOut: integer(v[12]), CostMicros: integer(v[13]),
-				AssistantVersion: int(integer(v[15])), CreatedAt: fromMS(integer(v[16]))}
+			m := &conversation.Message{ID: valueText(v[1]), ExternalID: valueText(v[2]), Role: conversation.Role(valueText(v[3])),
+				Direction: conversation.Direction(valueText(v[4])), Type: valueText(v[5]), Text: valueText(v[6]), Status: valueText(v[9]),
+				TokensIn: valueInt(v[11]), TokensOut: valueInt(v[12]), CostMicros: valueInt(v[13]),
+				AssistantVersion: int(valueInt(v[15])), CreatedAt: fromMS(valueInt(v[16]))}
 			if v[14] != nil {
-				l := integer(v[14])
+				l := valueInt(v[14])
 				m.LatencyMS = &l
 			}
 			em := exportMessage{m: m}
 			if v[7] != nil || v[8] != nil || v[10] != nil {
-				em.stored = &conversation.StoredJSON{Media: blob(v[7]), ToolCalls: blob(v[8]), Error: blob(v[10])}
+				em.stored = &conversation.StoredJSON{Media: valueBytes(v[7]), ToolCalls: valueBytes(v[8]), Error: valueBytes(v[10])}
 			}
-			pk := integer(v[0])
+			pk := valueInt(v[0])
 			out[pk] = append(out[pk], em)
 		}
 	})
 }
 
-// text, integer and blob read a driver value of a TEXT, INTEGER or JSON column (NULL: zero).
-func text(v driver.Value) string {
+// valueText, valueInt and valueBytes read a driver value of a TEXT, INTEGER or JSON column
+// (NULL: the zero value).
+func valueText(v driver.Value) string {
 	switch x := v.(type) {
 	case string:
 		return x
@@ -608,12 +609,12 @@ func text(v driver.Value) string {
 	return ""
 }
 
-func integer(v driver.Value) int64 {
+func valueInt(v driver.Value) int64 {
 	x, _ := v.(int64)
 	return x
 }
 
-func blob(v driver.Value) []byte {
+func valueBytes(v driver.Value) []byte {
 	switch x := v.(type) {
 	case string:
 		return []byte(x)
