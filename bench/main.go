@@ -50,6 +50,9 @@ var reuse bool
 // only names the parts to measure (empty: all of them).
 var only string
 
+// parts are the benchmark's parts, in the order they run.
+var parts = []string{"lists", "metrics", "export", "insights", "turn", "ingest"}
+
 // measure reports whether a part of the benchmark is to run.
 func measure(part string) bool {
 	return only == "" || slices.Contains(strings.Split(only, ","), part)
@@ -73,7 +76,7 @@ func main() {
 	profile := flag.String("profile", "", "write a CPU profile of the server during ingest to this file")
 	dir := flag.String("dir", "", "working directory (default: a temporary one, removed after)")
 	keep := flag.Bool("keep", false, "keep the working directory")
-	flag.StringVar(&only, "only", "", "measure only these parts, comma-separated: lists, metrics, export, insights, turn, ingest (default: all)")
+	flag.StringVar(&only, "only", "", "measure only these parts, comma-separated: "+strings.Join(parts, ", ")+" (default: all)")
 	flag.BoolVar(&reuse, "reuse", false, "measure the database a -keep run left in -dir instead of generating one (the full size takes ~16 min to generate)")
 	flag.Parse()
 	profileTo = *profile
@@ -86,7 +89,7 @@ func main() {
 func run(conversations, messagesPer, days, queries, turns, clients int, ingestFor time.Duration, dir string, keep bool) error {
 	ctx := context.Background()
 	for _, part := range strings.Split(only, ",") {
-		if only != "" && !slices.Contains([]string{"lists", "metrics", "export", "insights", "turn", "ingest"}, part) {
+		if only != "" && !slices.Contains(parts, part) {
 			return fmt.Errorf("-only: unknown part %q", part)
 		}
 	}
