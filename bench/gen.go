@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-hq/parley/internal/ids"
 	"github.com/parley-hq/parley/internal/store"
+	"github.com/parley-hq/parley/internal/terms"
 )
 
 // genConfig sizes the generated data.
@@ -158,6 +159,7 @@ func generate(ctx context.Context, st *store.Store, workspaceID string, cfg genC
 			var preview string
 			var lastIn sql.NullInt64
 			var waiting []int64
+			var sig []byte // the conversation's term signature, as the store keeps it
 			times := make([]time.Time, n)
 			for j := range times {
 				at = at.Add(time.Duration(2+r.IntN(90)) * time.Second)
@@ -224,6 +226,7 @@ func generate(ctx context.Context, st *store.Store, workspaceID string, cfg genC
 				tout += mOut
 				cost += mCost
 				preview = text
+				sig = terms.Add(sig, text)
 				total++
 			}
 			if len(preview) > 160 {
@@ -233,8 +236,12 @@ func generate(ctx context.Context, st *store.Store, workspaceID string, cfg genC
 			if status == "ended" {
 				ended = at.UnixMilli()
 			}
+			setTerms, args := "", []any{count, tin, tout, cost, preview, at.UnixMilli(), lastIn, ended, convPK}
+			if st.Dialect() == "sqlite" {
+				setTerms, args = ", terms = $10", append(args, sig)
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE conversations SET message_count = $1, tokens_in = $2, tokens_out = $3, cost_micros = $4, last_message_preview = $5,
-				last_message_at = $6, last_inbound_at = $7, updated_at = $6, ended_at = $8 WHERE pk = $9`, count, tin, tout, cost, preview, at.UnixMilli(), lastIn, ended, convPK); err != nil {
+				last_message_at = $6, last_inbound_at = $7, updated_at = $6, ended_at = $8`+setTerms+` WHERE pk = $9`, args...); err != nil {
 				return total, err
 			}
 			for k := 0; k < 2+r.IntN(3); k++ {

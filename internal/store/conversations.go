@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/terms"
 )
 
 const conversationColumns = `c.pk, c.id, c.workspace_id, c.type, c.status, c.assistant_id, COALESCE(a.name, ''), c.customer_id, c.customer_name,
@@ -32,7 +33,7 @@ func (s *Store) CreateConversation(ctx context.Context, c *conversation.Conversa
 	return s.Write(ctx, func(tx *sql.Tx) error {
 		var pk int64
 		err := tx.QueryRow(`INSERT INTO conversations (id, workspace_id, type, status, assistant_id, customer_id, customer_name, channel_id, metadata,
-			last_message_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING pk`,
+			last_message_at, created_at, updated_at`+s.newTerms()+` RETURNING pk`,
 			c.ID, c.WorkspaceID, string(c.Type), string(c.Status), c.AssistantID, c.CustomerID, c.CustomerName, c.ChannelID, string(meta),
 			ms(c.LastMessageAt), ms(c.CreatedAt), ms(c.UpdatedAt)).Scan(&pk)
 		if isUniqueViolation(err) {
@@ -139,10 +140,20 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 			c.CostMicros += ch.CostMicros
 			r.at(now).cost += ch.CostMicros
 		}
+		sig, err := s.termsAfter(tx, pk, stored)
+		if err != nil {
+			return err
+		}
+		setTerms := ""
+		args := []any{string(c.Status), c.MessageCount, c.TokensIn, c.TokensOut, c.CostMicros, c.LastMessagePreview, ms(c.LastMessageAt),
+			nullMS(c.LastInboundAt), c.HandoffReason, c.LastError, ms(c.UpdatedAt), nullMS(c.EndedAt), pk}
+		if sig != nil {
+			setTerms = ", terms = $14"
+			args = append(args, sig)
+		}
 		if _, err := tx.Exec(`UPDATE conversations SET status = $1, message_count = $2, tokens_in = $3, tokens_out = $4, cost_micros = $5,
-			last_message_preview = $6, last_message_at = $7, last_inbound_at = $8, handoff_reason = $9, last_error = $10, updated_at = $11, ended_at = $12
-			WHERE pk = $13`, string(c.Status), c.MessageCount, c.TokensIn, c.TokensOut, c.CostMicros, c.LastMessagePreview, ms(c.LastMessageAt),
-			nullMS(c.LastInboundAt), c.HandoffReason, c.LastError, ms(c.UpdatedAt), nullMS(c.EndedAt), pk); err != nil {
+			last_message_preview = $6, last_message_at = $7, last_inbound_at = $8, handoff_reason = $9, last_error = $10, updated_at = $11, ended_at = $12`+setTerms+`
+			WHERE pk = $13`, args...); err != nil {
 			return fmt.Errorf("update conversation totals: %w", err)
 		}
 		if err := upsertVariables(tx, pk, ch.Variables); err != nil {
@@ -698,15 +709,15 @@ func (s *Store) commonTerms(ctx context.Context, match string) bool {
 	return err == nil && n >= commonProbe
 }
 
-// maxWalkBatch bounds how many candidate conversations listWalk tests with one FTS query. Each
-// candidate costs an index lookup, so batches start at the page size and double while hits are
-// sparse.
+// maxWalkBatch bounds how many candidate conversations listWalk reads with one query. Batches
+// start at the page size and double while matches are sparse.
 const maxWalkBatch = 512
 
 // listWalk finds a page for a common text search: it walks the conversations that pass the other
-// filters in list order, a batch at a time, and asks the index once per batch which of them have a
-// matching message (the conversation is an indexed FTS column), until the page is full. Its cost
-// follows the page, not the number of matches.
+// filters in list order, a batch at a time, until the page is full. Each conversation's term
+// signature rules out most that cannot match; the index is asked once per batch about the rest
+// (the conversation is an indexed FTS column). Its cost follows the page and the conversations
+// walked past, at a signature test each, not the number of matches.
 func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation.Filter, match string) (conversation.Page, error) {
 	rest := f
 	rest.Query, rest.Cursor = "", ""
@@ -718,6 +729,7 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 			return conversation.Page{}, err
 		}
 	}
+	probe := terms.ProbeOf(strings.Join(queryWords(f.Query), " "))
 	var found []int64
 	batchSize := f.Limit + 1
 	for len(found) <= f.Limit {
@@ -726,60 +738,69 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 		if keyset {
 			where += keysetAfter(&q, afterAt, afterPK)
 		}
-		rows, err := s.read.QueryContext(ctx, `SELECT c.pk, c.last_message_at FROM conversations c WHERE `+where+
+		rows, err := s.read.QueryContext(ctx, `SELECT c.pk, c.last_message_at, c.terms FROM conversations c WHERE `+where+
 			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(batchSize), q.args...)
 		if err != nil {
 			return conversation.Page{}, fmt.Errorf("list candidates: %w", err)
 		}
-		var batch []int64
+		var maybe []int64
+		read := 0
 		for rows.Next() {
-			if err := rows.Scan(&afterPK, &afterAt); err != nil {
+			var sig sql.RawBytes
+			if err := rows.Scan(&afterPK, &afterAt, &sig); err != nil {
 				rows.Close()
 				return conversation.Page{}, err
 			}
-			batch = append(batch, afterPK)
+			read++
+			if probe.MayHold(sig) {
+				maybe = append(maybe, afterPK)
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return conversation.Page{}, err
 		}
-		if len(batch) == 0 {
+		if read == 0 {
 			break
 		}
 		keyset = true
-		convs := make([]string, len(batch))
-		for i, pk := range batch {
-			convs[i] = "c" + strconv.FormatInt(pk, 10)
-		}
-		hits := map[int64]bool{}
-		mrows, err := s.read.QueryContext(ctx, `SELECT DISTINCT m.conversation_pk FROM messages m WHERE m.pk IN
-			(SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1)`, "text : ("+match+") AND conv : ("+strings.Join(convs, " OR ")+")")
+		hits, err := s.convsMatching(ctx, match, maybe)
 		if err != nil {
-			return conversation.Page{}, fmt.Errorf("list text batch: %w", err)
-		}
-		for mrows.Next() {
-			var pk int64
-			if err := mrows.Scan(&pk); err != nil {
-				mrows.Close()
-				return conversation.Page{}, err
-			}
-			hits[pk] = true
-		}
-		mrows.Close()
-		if err := mrows.Err(); err != nil {
 			return conversation.Page{}, err
 		}
-		for _, pk := range batch {
+		for _, pk := range maybe {
 			if hits[pk] && len(found) <= f.Limit {
 				found = append(found, pk)
 			}
 		}
-		if len(batch) < batchSize {
+		if read < batchSize {
 			break
 		}
 		batchSize = min(2*batchSize, maxWalkBatch)
 	}
 	return s.pageOf(ctx, found, f.Limit)
+}
+
+// convsMatching returns which of the conversations pks have a message matching the FTS query.
+func (s *Store) convsMatching(ctx context.Context, match string, pks []int64) (map[int64]bool, error) {
+	hits := map[int64]bool{}
+	if len(pks) == 0 {
+		return hits, nil
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT m.conversation_pk FROM messages m WHERE m.pk IN
+		(SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1)`, "text : ("+match+") AND "+convTerms(pks))
+	if err != nil {
+		return nil, fmt.Errorf("list text batch: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pk int64
+		if err := rows.Scan(&pk); err != nil {
+			return nil, err
+		}
+		hits[pk] = true
+	}
+	return hits, rows.Err()
 }
 
 // pageOf loads the conversations pks (already in list order) as a page of limit, with a cursor when
@@ -805,14 +826,20 @@ func (s *Store) pageOf(ctx context.Context, pks []int64, limit int) (conversatio
 // ftsQuery turns free text into an FTS5 query: every word must appear, each quoted so that
 // operators and punctuation in the input are plain text.
 func ftsQuery(text string) string {
-	words := strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
-	if len(words) > 16 {
-		words = words[:16]
-	}
+	words := queryWords(text)
 	for i, w := range words {
 		words[i] = `"` + w + `"`
 	}
 	return strings.Join(words, " ")
+}
+
+// queryWords are the words of a text search: split at anything but letters and digits, at most 16.
+func queryWords(text string) []string {
+	words := strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	if len(words) > 16 {
+		words = words[:16]
+	}
+	return words
 }
 
 // customerKeys is the customer filter's value and, for a phone number written with +, spaces or

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/parley-hq/parley/internal/conversation"
+	"github.com/parley-hq/parley/internal/terms"
+)
+
+// Term signatures (SQLite): conversations.terms holds a Bloom filter over the words of the
+// conversation's messages (internal/terms), kept as messages land, so that listWalk asks the
+// full-text index only about conversations that may match. NULL: not known yet.
+
+// newTerms ends a conversation INSERT's column list and VALUES: a new conversation has no words
+// yet, which on SQLite is an empty signature (not NULL, which would mean unknown).
+func (s *Store) newTerms() string {
+	if s.dialect == "sqlite" {
+		return `, terms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, zeroblob(` + strconv.Itoa(terms.Size) + `))`
+	}
+	return `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+}
+
+// termsAfter returns the conversation's signature with the words of the stored messages added, or
+// nil when nothing changes: no text, PostgreSQL, or a signature not known yet (the fill computes it
+// from all the messages later).
+func (s *Store) termsAfter(tx *sql.Tx, convPK int64, stored []*conversation.Message) ([]byte, error) {
+	if s.dialect != "sqlite" {
+		return nil, nil
+	}
+	var sig []byte
+	for _, m := range stored {
+		if m.Text == "" {
+			continue
+		}
+		if sig == nil {
+			if err := tx.QueryRow(`SELECT terms FROM conversations WHERE pk = $1`, convPK).Scan(&sig); err != nil {
+				return nil, fmt.Errorf("read terms: %w", err)
+			}
+			if len(sig) != terms.Size {
+				return nil, nil
+			}
+		}
+		sig = terms.Add(sig, m.Text)
+	}
+	return sig, nil
+}
+
+// fillTermsBatch is how many conversations one fill transaction computes: small, so a fill step
+// holds the writer for milliseconds.
+const fillTermsBatch = 100
+
+// FillTerms computes the signatures not known yet (conversations stored before signatures
+// existed, or loaded around the store), one small transaction at a time, from conversation pk
+// after on. It returns where to continue and whether it reached the end. SQLite only.
+func (s *Store) FillTerms(ctx context.Context, after int64) (int64, bool, error) {
+	if s.dialect != "sqlite" {
+		return after, true, nil
+	}
+	done := false
+	err := s.Write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.Query(`SELECT pk FROM conversations WHERE pk > $1 AND terms IS NULL ORDER BY pk`+limitSQL(fillTermsBatch), after)
+		if err != nil {
+			return err
+		}
+		var pks []int64
+		for rows.Next() {
+			var pk int64
+			if err := rows.Scan(&pk); err != nil {
+				rows.Close()
+				return err
+			}
+			pks = append(pks, pk)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		done = len(pks) < fillTermsBatch
+		for _, pk := range pks {
+			sig, err := termsOf(tx, pk)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(`UPDATE conversations SET terms = $1 WHERE pk = $2`, sig, pk); err != nil {
+				return err
+			}
+			after = pk
+		}
+		return nil
+	})
+	if err != nil {
+		return after, false, fmt.Errorf("fill terms: %w", err)
+	}
+	return after, done, nil
+}
+
+// termsOf computes a conversation's signature from its messages.
+func termsOf(tx *sql.Tx, convPK int64) ([]byte, error) {
+	rows, err := tx.Query(`SELECT text FROM messages WHERE conversation_pk = $1 AND text <> ''`, convPK)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	sig := make([]byte, terms.Size)
+	for rows.Next() {
+		var text string
+		if err := rows.Scan(&text); err != nil {
+			return nil, err
+		}
+		sig = terms.Add(sig, text)
+	}
+	return sig, rows.Err()
+}
+
+// convTerms is the FTS5 query that restricts a match to the conversations pks (the index's conv
+// column).
+func convTerms(pks []int64) string {
+	var b strings.Builder
+	b.WriteString("conv : (")
+	for i, pk := range pks {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteByte('c')
+		b.WriteString(strconv.FormatInt(pk, 10))
+	}
+	b.WriteByte(')')
+	return b.String()
+}

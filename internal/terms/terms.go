@@ -1,0 +1,141 @@
+// Package terms keeps a conversation's term signature: a Bloom filter over the words of its
+// messages, split and folded exactly as SQLite's full-text index (FTS5 unicode61,
+// remove_diacritics 2) splits and folds them. A common-word search walks conversations newest
+// first and asks the index only about those whose signature may hold every word of the query, so
+// its cost no longer grows with the conversations in between that cannot match.
+//
+// A signature answers "maybe" or "no", never a wrong "no": it only gains bits as messages land
+// (deleted messages leave theirs), and a missing or unknown signature answers "maybe".
+package terms
+
+import (
+	"sort"
+	"unicode/utf8"
+)
+
+// Size is a signature's length in bytes: 2048 bits, with four bits per word. A typical
+// conversation (around 110 distinct words) then answers a wrong "maybe" for 0.2% of words, one
+// with 300 distinct words for 4%; past that it fills up and answers "maybe" more often, which
+// costs time, never a wrong result.
+const Size = 256
+
+const (
+	bits      = Size * 8
+	bitsPerWd = 4
+)
+
+// Add sets the bits of text's words in sig and returns it: a new signature when sig is empty.
+func Add(sig []byte, text string) []byte {
+	if len(sig) != Size {
+		sig = make([]byte, Size)
+	}
+	Each(text, func(word []byte) {
+		for _, b := range positions(word) {
+			sig[b>>3] |= 1 << (b & 7)
+		}
+	})
+	return sig
+}
+
+// Probe is the bit positions of a query's words.
+type Probe []uint16
+
+// ProbeOf returns the probe for the words of query (each word split as the index splits it).
+func ProbeOf(query string) Probe {
+	var p Probe
+	Each(query, func(word []byte) {
+		pos := positions(word)
+		p = append(p, pos[:]...)
+	})
+	return p
+}
+
+// MayHold reports whether a conversation with signature sig may contain every word of the probe.
+// A signature of another length (none stored yet) may hold anything.
+func (p Probe) MayHold(sig []byte) bool {
+	if len(sig) != Size {
+		return true
+	}
+	for _, b := range p {
+		if sig[b>>3]&(1<<(b&7)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// positions derives a word's bits from one 64-bit FNV-1a hash (double hashing: h1 + i·h2).
+func positions(word []byte) [bitsPerWd]uint16 {
+	h := uint64(14695981039346656037)
+	for _, c := range word {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	h1, h2 := uint32(h), uint32(h>>32)|1
+	var out [bitsPerWd]uint16
+	for i := range out {
+		out[i] = uint16((h1 + uint32(i)*h2) % bits)
+	}
+	return out
+}
+
+// Each calls fn with every word of text as FTS5's unicode61 tokenizer (remove_diacritics 2)
+// produces it: folded to lower case without diacritics. The slice is reused between calls.
+func Each(text string, fn func(word []byte)) {
+	var word []byte
+	var buf [64]byte
+	word = buf[:0]
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c < utf8.RuneSelf {
+			i++
+			switch {
+			case 'a' <= c && c <= 'z' || '0' <= c && c <= '9':
+				word = append(word, c)
+			case 'A' <= c && c <= 'Z':
+				word = append(word, c+'a'-'A')
+			default:
+				if len(word) > 0 {
+					fn(word)
+					word = word[:0]
+				}
+			}
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(text[i:])
+		i += n
+		if separator(r) {
+			if len(word) > 0 {
+				fn(word)
+				word = word[:0]
+			}
+			continue
+		}
+		if f, ok := fold(r); ok {
+			if f != 0 {
+				word = utf8.AppendRune(word, f)
+			}
+			continue
+		}
+		word = utf8.AppendRune(word, r)
+	}
+	if len(word) > 0 {
+		fn(word)
+	}
+}
+
+// separator reports whether the index splits words at r (r ≥ 0x80).
+func separator(r rune) bool {
+	i := sort.Search(len(separatorRanges), func(i int) bool { return separatorRanges[i][1] >= r })
+	return i < len(separatorRanges) && separatorRanges[i][0] <= r
+}
+
+// fold returns what the index folds r to (0: dropped, a combining diacritic), and whether it
+// changes r at all.
+func fold(r rune) (rune, bool) {
+	i := sort.Search(len(folds), func(i int) bool { return folds[i][0] >= r })
+	if i < len(folds) && folds[i][0] == r {
+		return folds[i][1], true
+	}
+	return 0, false
+}
