@@ -715,9 +715,10 @@ const maxWalkBatch = 512
 
 // listWalk finds a page for a common text search: it walks the conversations that pass the other
 // filters in list order, a batch at a time, until the page is full. Each conversation's term
-// signature rules out most that cannot match; the index is asked once per batch about the rest
-// (the conversation is an indexed FTS column). Its cost follows the page and the conversations
-// walked past, at a signature test each, not the number of matches.
+// signature rules out most that cannot match; the rest are checked by reading their messages
+// (matched as the index would), or, for long conversations, by asking the index (the
+// conversation is an indexed FTS column). Its cost follows the page and the conversations walked
+// past, at a signature test each, not the number of matches.
 func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation.Filter, match string) (conversation.Page, error) {
 	rest := f
 	rest.Query, rest.Cursor = "", ""
@@ -729,7 +730,8 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 			return conversation.Page{}, err
 		}
 	}
-	probe := terms.ProbeOf(strings.Join(queryWords(f.Query), " "))
+	query := terms.NewQuery(queryWords(f.Query))
+	probe := query.Probe()
 	var found []int64
 	batchSize := f.Limit + 1
 	for len(found) <= f.Limit {
@@ -738,22 +740,25 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 		if keyset {
 			where += keysetAfter(&q, afterAt, afterPK)
 		}
-		rows, err := s.read.QueryContext(ctx, `SELECT c.pk, c.last_message_at, c.terms FROM conversations c WHERE `+where+
+		rows, err := s.read.QueryContext(ctx, `SELECT c.pk, c.last_message_at, c.message_count, c.terms FROM conversations c WHERE `+where+
 			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(batchSize), q.args...)
 		if err != nil {
 			return conversation.Page{}, fmt.Errorf("list candidates: %w", err)
 		}
-		var maybe []int64
+		type candidate struct{ pk, count int64 }
+		var maybe []candidate
 		read := 0
 		for rows.Next() {
+			var c candidate
 			var sig sql.RawBytes
-			if err := rows.Scan(&afterPK, &afterAt, &sig); err != nil {
+			if err := rows.Scan(&afterPK, &afterAt, &c.count, &sig); err != nil {
 				rows.Close()
 				return conversation.Page{}, err
 			}
 			read++
 			if probe.MayHold(sig) {
-				maybe = append(maybe, afterPK)
+				c.pk = afterPK
+				maybe = append(maybe, c)
 			}
 		}
 		rows.Close()
@@ -764,13 +769,30 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 			break
 		}
 		keyset = true
-		hits, err := s.convsMatching(ctx, match, maybe)
-		if err != nil {
-			return conversation.Page{}, err
-		}
-		for _, pk := range maybe {
-			if hits[pk] && len(found) <= f.Limit {
-				found = append(found, pk)
+		// Checked in list order, as many at a time as the page still needs: past a few false
+		// maybes, the page fills without checking the rest of the batch.
+		for len(maybe) > 0 && len(found) <= f.Limit {
+			chunk := maybe[:min(len(maybe), max(f.Limit+1-len(found), 8))]
+			maybe = maybe[len(chunk):]
+			var short, long []int64
+			for _, c := range chunk {
+				if c.count <= readCheckMax {
+					short = append(short, c.pk)
+				} else {
+					long = append(long, c.pk)
+				}
+			}
+			hits, err := s.convsMatching(ctx, match, long)
+			if err != nil {
+				return conversation.Page{}, err
+			}
+			if err := s.convsReadMatching(ctx, query, short, hits); err != nil {
+				return conversation.Page{}, err
+			}
+			for _, c := range chunk {
+				if hits[c.pk] && len(found) <= f.Limit {
+					found = append(found, c.pk)
+				}
 			}
 		}
 		if read < batchSize {
@@ -780,6 +802,11 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 	}
 	return s.pageOf(ctx, found, f.Limit)
 }
+
+// readCheckMax is the longest conversation listWalk checks by reading its messages: reading ten
+// messages costs a fraction of one look-up in every segment of the full-text index, a thousand
+// do not.
+const readCheckMax = 100
 
 // convsMatching returns which of the conversations pks have a message matching the FTS query.
 func (s *Store) convsMatching(ctx context.Context, match string, pks []int64) (map[int64]bool, error) {
@@ -801,6 +828,35 @@ func (s *Store) convsMatching(ctx context.Context, match string, pks []int64) (m
 		hits[pk] = true
 	}
 	return hits, rows.Err()
+}
+
+// convsReadMatching adds to hits which of the conversations pks have a message matching query,
+// reading their messages' text.
+func (s *Store) convsReadMatching(ctx context.Context, query terms.Query, pks []int64, hits map[int64]bool) error {
+	if len(pks) == 0 {
+		return nil
+	}
+	var q sqlBuilder
+	ph := make([]string, len(pks))
+	for i, pk := range pks {
+		ph[i] = q.arg(pk)
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT conversation_pk, text FROM messages WHERE conversation_pk IN (`+strings.Join(ph, ", ")+`) AND text <> ''`, q.args...)
+	if err != nil {
+		return fmt.Errorf("list text batch: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pk int64
+		var text string
+		if err := rows.Scan(&pk, &text); err != nil {
+			return err
+		}
+		if !hits[pk] && query.Matches(text) {
+			hits[pk] = true
+		}
+	}
+	return rows.Err()
 }
 
 // pageOf loads the conversations pks (already in list order) as a page of limit, with a cursor when

@@ -175,6 +175,22 @@ func TestTextPlansAgree(t *testing.T) {
 			}
 		}
 	}
+	// Conversations longer than readCheckMax are checked through the index instead.
+	for i := 0; i < 3; i++ {
+		at := base.Add(time.Duration(30+i*20) * time.Second)
+		c := &conversation.Conversation{ID: fmt.Sprint("long", i), WorkspaceID: ws.ID, Type: conversation.TypeAPI, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
+		if err := s.CreateConversation(ctx, c, nil); err != nil {
+			t.Fatal(err)
+		}
+		var msgs []*conversation.Message
+		for j := 0; j <= readCheckMax; j++ {
+			msgs = append(msgs, &conversation.Message{ID: fmt.Sprint("long", i, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text",
+				Text: texts[(i+j)%(3+i)], CreatedAt: at.Add(time.Duration(j) * time.Millisecond)})
+		}
+		if _, _, err := s.Apply(ctx, ws.ID, c.ID, conversation.Change{Messages: msgs}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Every fourth conversation's signature is unknown, as after an upgrade: the walk must still
 	// find them, and the fill must compute what the messages had built.
 	before := map[int64][]byte{}

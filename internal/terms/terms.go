@@ -9,6 +9,7 @@
 package terms
 
 import (
+	"slices"
 	"sort"
 	"unicode/utf8"
 )
@@ -39,16 +40,6 @@ func Add(sig []byte, text string) []byte {
 
 // Probe is the bit positions of a query's words.
 type Probe []uint16
-
-// ProbeOf returns the probe for the words of query (each word split as the index splits it).
-func ProbeOf(query string) Probe {
-	var p Probe
-	Each(query, func(word []byte) {
-		pos := positions(word)
-		p = append(p, pos[:]...)
-	})
-	return p
-}
 
 // MayHold reports whether a conversation with signature sig may contain every word of the probe.
 // A signature of another length (none stored yet) may hold anything.
@@ -138,4 +129,74 @@ func fold(r rune) (rune, bool) {
 		return folds[i][1], true
 	}
 	return 0, false
+}
+
+// Query is a text search as the index runs it: the words, each the phrase of tokens the
+// tokenizer makes of it, all of which one message must contain.
+type Query struct {
+	phrases [][]string
+	single  bool // every phrase is one token (the usual case): no order to check
+}
+
+// NewQuery returns the query for words, each searched as a phrase (FTS5 `text : ("w1" "w2")`).
+func NewQuery(words []string) Query {
+	q := Query{single: true}
+	for _, w := range words {
+		var phrase []string
+		Each(w, func(tok []byte) { phrase = append(phrase, string(tok)) })
+		if len(phrase) == 0 {
+			continue
+		}
+		q.single = q.single && len(phrase) == 1 && len(q.phrases) < 32
+		q.phrases = append(q.phrases, phrase)
+	}
+	return q
+}
+
+// Probe returns the bits a conversation's signature must have for one of its messages to match.
+func (q Query) Probe() Probe {
+	var p Probe
+	for _, phrase := range q.phrases {
+		for _, tok := range phrase {
+			pos := positions([]byte(tok))
+			p = append(p, pos[:]...)
+		}
+	}
+	return p
+}
+
+// Matches reports whether text contains every phrase of q, as FTS5 would match the message.
+func (q Query) Matches(text string) bool {
+	if len(q.phrases) == 0 {
+		return false
+	}
+	if q.single {
+		var found uint32 // at most 16 words (queryWords), as bits
+		all := uint32(1)<<len(q.phrases) - 1
+		Each(text, func(tok []byte) {
+			for i, p := range q.phrases {
+				if found&(1<<i) == 0 && string(tok) == p[0] {
+					found |= 1 << i
+				}
+			}
+		})
+		return found == all
+	}
+	var toks []string
+	Each(text, func(tok []byte) { toks = append(toks, string(tok)) })
+	for _, p := range q.phrases {
+		if !containsRun(toks, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsRun(toks, run []string) bool {
+	for i := 0; i+len(run) <= len(toks); i++ {
+		if slices.Equal(toks[i:i+len(run)], run) {
+			return true
+		}
+	}
+	return false
 }

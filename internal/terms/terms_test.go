@@ -203,14 +203,14 @@ func TestProbe(t *testing.T) {
 		{"", true},
 	}
 	for _, tt := range tests {
-		if got := ProbeOf(tt.query).MayHold(sig); got != tt.want {
+		if got := NewQuery(strings.Fields(tt.query)).Probe().MayHold(sig); got != tt.want {
 			t.Errorf("MayHold(%q) = %v, want %v", tt.query, got, tt.want)
 		}
 	}
-	if !ProbeOf("refund").MayHold(nil) {
+	if !NewQuery([]string{"refund"}).Probe().MayHold(nil) {
 		t.Error("an unknown signature must answer maybe")
 	}
-	if ProbeOf("refund").MayHold(Add(nil, "")) {
+	if NewQuery([]string{"refund"}).Probe().MayHold(Add(nil, "")) {
 		t.Error("an empty conversation's signature must answer no")
 	}
 }
@@ -229,14 +229,14 @@ func TestSignatureNeverMissesAndRarelyLies(t *testing.T) {
 			sig = Add(sig, w)
 		}
 		for w := range words {
-			if !ProbeOf(w).MayHold(sig) {
+			if !NewQuery([]string{w}).Probe().MayHold(sig) {
 				t.Fatalf("signature misses %q", w)
 			}
 		}
 		for range 100 {
 			w := fmt.Sprintf("other%d", r.IntN(1_000_000))
 			asked++
-			if ProbeOf(w).MayHold(sig) {
+			if NewQuery([]string{w}).Probe().MayHold(sig) {
 				wrong++
 			}
 		}
@@ -252,5 +252,59 @@ func BenchmarkAdd(b *testing.B) {
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
 		Add(sig, text)
+	}
+}
+
+// TestQueryMatchesLikeFTS5 runs random searches over random messages in a real FTS5 table and
+// checks that Matches picks exactly the messages FTS5 does.
+func TestQueryMatchesLikeFTS5(t *testing.T) {
+	db := ftsIndex(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	var texts []string
+	for range 400 {
+		texts = append(texts, randomText(r))
+	}
+	ftsTokens(t, db, texts) // indexes them as rows 1..n
+	words := func(s string) []string {
+		return strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	}
+	for range 300 {
+		q := words(randomText(r))
+		if len(q) > 3 {
+			q = q[:1+r.IntN(3)]
+		}
+		if len(q) == 0 {
+			continue
+		}
+		quoted := make([]string, len(q))
+		for i, w := range q {
+			quoted[i] = `"` + w + `"`
+		}
+		rows, err := db.Query(`SELECT rowid FROM t WHERE t MATCH $1`, strings.Join(quoted, " "))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[int]bool{}
+		for rows.Next() {
+			var id int
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			want[id] = true
+		}
+		rows.Close()
+		query := NewQuery(q)
+		for i, text := range texts {
+			if got := query.Matches(text); got != want[i+1] {
+				t.Fatalf("query %q on %q: Matches %v, FTS5 %v", q, text, got, want[i+1])
+			}
+		}
+	}
+	// A phrase of several tokens (a word the index splits) must appear in order.
+	q := Query{phrases: [][]string{{"a", "b"}}}
+	for text, want := range map[string]bool{"x a b y": true, "b a": false, "a x b": false, "a a b": true} {
+		if got := q.Matches(text); got != want {
+			t.Errorf("phrase a b in %q: %v, want %v", text, got, want)
+		}
 	}
 }
