@@ -561,9 +561,41 @@ func (s *Store) exportMessages(ctx context.Context, pks []int64) (map[int64][]ex
 // database/sql: at 10M rows its Scan (locking, conversion through reflection) was a tenth of the
 // export's CPU. The columns are those of exportMessages' query.
 func (s *Store) exportMessagesRaw(ctx context.Context, query string, args []any, out map[int64][]exportMessage) error {
-	conn, err := s.read.Conn(ctx)
+	n := 0
+	err := s.readRaw(ctx, query, args, func(v []driver.Value) error {
+		if n++; n%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		m := &conversation.Message{ID: valueText(v[1]), ExternalID: valueText(v[2]), Role: conversation.Role(valueText(v[3])),
+			Direction: conversation.Direction(valueText(v[4])), Type: valueText(v[5]), Text: valueText(v[6]), Status: valueText(v[9]),
+			TokensIn: valueInt(v[11]), TokensOut: valueInt(v[12]), CostMicros: valueInt(v[13]),
+			AssistantVersion: int(valueInt(v[15])), CreatedAt: fromMS(valueInt(v[16]))}
+		if v[14] != nil {
+			l := valueInt(v[14])
+			m.LatencyMS = &l
+		}
+		em := exportMessage{m: m}
+		if v[7] != nil || v[8] != nil || v[10] != nil {
+			em.stored = &conversation.StoredJSON{Media: valueBytes(v[7]), ToolCalls: valueBytes(v[8]), Error: valueBytes(v[10])}
+		}
+		pk := valueInt(v[0])
+		out[pk] = append(out[pk], em)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("export messages: %w", err)
+	}
+	return nil
+}
+
+// readRaw runs a read query on one connection and hands fn each row's driver values, below
+// database/sql's Scan, whose conversions and copies cost more than SQLite's step for rows read by
+// the thousand (the export, the common-word walk). The values are valid until fn returns. SQLite
+// only: PostgreSQL's driver values differ (JSONB, timestamps).
+func (s *Store) readRaw(ctx context.Context, query string, args []any, fn func(v []driver.Value) error) error {
+	conn, err := s.read.Conn(ctx)
+	if err != nil {
+		return err
 	}
 	defer conn.Close()
 	named := make([]driver.NamedValue, len(args))
@@ -573,43 +605,27 @@ func (s *Store) exportMessagesRaw(ctx context.Context, query string, args []any,
 	return conn.Raw(func(dc any) error {
 		qc, ok := dc.(driver.QueryerContext)
 		if !ok {
-			return errors.New("export messages: the driver cannot query")
+			return errors.New("the driver cannot query")
 		}
 		rows, err := qc.QueryContext(ctx, query, named)
 		if err != nil {
-			return fmt.Errorf("export messages: %w", err)
+			return err
 		}
 		defer rows.Close()
 		v := make([]driver.Value, len(rows.Columns()))
-		for n := 0; ; n++ {
-			if n%1024 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
+		for {
 			if err := rows.Next(v); err == io.EOF {
 				return nil
 			} else if err != nil {
-				return fmt.Errorf("export messages: %w", err)
+				return err
 			}
-			m := &conversation.Message{ID: valueText(v[1]), ExternalID: valueText(v[2]), Role: conversation.Role(valueText(v[3])),
-				Direction: conversation.Direction(valueText(v[4])), Type: valueText(v[5]), Text: valueText(v[6]), Status: valueText(v[9]),
-				TokensIn: valueInt(v[11]), TokensOut: valueInt(v[12]), CostMicros: valueInt(v[13]),
-				AssistantVersion: int(valueInt(v[15])), CreatedAt: fromMS(valueInt(v[16]))}
-			if v[14] != nil {
-				l := valueInt(v[14])
-				m.LatencyMS = &l
+			if err := fn(v); err != nil {
+				return err
 			}
-			em := exportMessage{m: m}
-			if v[7] != nil || v[8] != nil || v[10] != nil {
-				em.stored = &conversation.StoredJSON{Media: valueBytes(v[7]), ToolCalls: valueBytes(v[8]), Error: valueBytes(v[10])}
-			}
-			pk := valueInt(v[0])
-			out[pk] = append(out[pk], em)
 		}
 	})
 }
 
-// valueText, valueInt and valueBytes read a driver value of a TEXT, INTEGER or JSON column
-// (NULL: the zero value).
 func valueText(v driver.Value) string {
 	switch x := v.(type) {
 	case string:
@@ -740,30 +756,20 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 		if keyset {
 			where += keysetAfter(&q, afterAt, afterPK)
 		}
-		rows, err := s.read.QueryContext(ctx, `SELECT c.pk, c.last_message_at, c.message_count, c.terms FROM conversations c WHERE `+where+
-			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(batchSize), q.args...)
-		if err != nil {
-			return conversation.Page{}, fmt.Errorf("list candidates: %w", err)
-		}
 		type candidate struct{ pk, count int64 }
 		var maybe []candidate
 		read := 0
-		for rows.Next() {
-			var c candidate
-			var sig sql.RawBytes
-			if err := rows.Scan(&afterPK, &afterAt, &c.count, &sig); err != nil {
-				rows.Close()
-				return conversation.Page{}, err
-			}
+		err := s.readRaw(ctx, `SELECT c.pk, c.last_message_at, c.message_count, c.terms FROM conversations c WHERE `+where+
+			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(batchSize), q.args, func(v []driver.Value) error {
 			read++
-			if probe.MayHold(sig) {
-				c.pk = afterPK
-				maybe = append(maybe, c)
+			afterPK, afterAt = valueInt(v[0]), valueInt(v[1])
+			if sig, _ := v[3].([]byte); probe.MayHold(sig) {
+				maybe = append(maybe, candidate{afterPK, valueInt(v[2])})
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return conversation.Page{}, err
+			return nil
+		})
+		if err != nil {
+			return conversation.Page{}, fmt.Errorf("list candidates: %w", err)
 		}
 		if read == 0 {
 			break
@@ -803,10 +809,11 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 	return s.pageOf(ctx, found, f.Limit)
 }
 
-// readCheckMax is the longest conversation listWalk checks by reading its messages: reading ten
-// messages costs a fraction of one look-up in every segment of the full-text index, a thousand
-// do not.
-const readCheckMax = 100
+// readCheckMax is the longest conversation listWalk checks by reading its messages: a short one's
+// messages are read in a few pages (10 messages: ~30 µs, against 60–170 µs for one conversation's
+// look-up in every segment of the full-text index at 10M messages); a long one's lie on a page each
+// (a 94-message conversation written during a burst: ~900 µs).
+const readCheckMax = 24
 
 // convsMatching returns which of the conversations pks have a message matching the FTS query.
 func (s *Store) convsMatching(ctx context.Context, match string, pks []int64) (map[int64]bool, error) {
@@ -841,22 +848,17 @@ func (s *Store) convsReadMatching(ctx context.Context, query terms.Query, pks []
 	for i, pk := range pks {
 		ph[i] = q.arg(pk)
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT conversation_pk, text FROM messages WHERE conversation_pk IN (`+strings.Join(ph, ", ")+`) AND text <> ''`, q.args...)
+	err := s.readRaw(ctx, `SELECT conversation_pk, text FROM messages WHERE conversation_pk IN (`+strings.Join(ph, ", ")+`) AND text <> ''`, q.args,
+		func(v []driver.Value) error {
+			if pk := valueInt(v[0]); !hits[pk] && query.Matches(valueText(v[1])) {
+				hits[pk] = true
+			}
+			return nil
+		})
 	if err != nil {
 		return fmt.Errorf("list text batch: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var pk int64
-		var text string
-		if err := rows.Scan(&pk, &text); err != nil {
-			return err
-		}
-		if !hits[pk] && query.Matches(text) {
-			hits[pk] = true
-		}
-	}
-	return rows.Err()
+	return nil
 }
 
 // pageOf loads the conversations pks (already in list order) as a page of limit, with a cursor when

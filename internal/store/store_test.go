@@ -183,7 +183,7 @@ func TestTextPlansAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 		var msgs []*conversation.Message
-		for j := 0; j <= readCheckMax; j++ {
+		for j := 0; j <= readCheckMax+20; j++ {
 			msgs = append(msgs, &conversation.Message{ID: fmt.Sprint("long", i, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text",
 				Text: texts[(i+j)%(3+i)], CreatedAt: at.Add(time.Duration(j) * time.Millisecond)})
 		}
