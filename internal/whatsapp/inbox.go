@@ -43,7 +43,10 @@ type inbox struct {
 	inline atomic.Int64 // deliveries being processed by their handlers now
 	// lastKept is when a delivery was last kept (unix nanoseconds).
 	lastKept atomic.Int64
-	waiting  atomic.Int64 // kept deliveries not processed yet, as far as this process knows
+	// heldSince is when the drainer began holding off for the burst now waiting (unix
+	// nanoseconds; 0: not holding). Only the drainer goroutine touches it.
+	heldSince int64
+	waiting   atomic.Int64 // kept deliveries not processed yet, as far as this process knows
 
 	once     sync.Once
 	kick     chan struct{}
@@ -155,6 +158,14 @@ func (s *Service) drain() {
 				return
 			default:
 			}
+			if wait := s.holdFor(time.Now()); wait > 0 {
+				select {
+				case <-s.box.stop:
+					return
+				case <-time.After(wait):
+				}
+				continue
+			}
 			before := s.box.waiting.Load()
 			n, err := s.Inbox.TakeWAInbox(ctx, func(items []InboxItem) ([]int64, error) { return s.processKept(ctx, items) })
 			if n > 0 {
@@ -169,8 +180,9 @@ func (s *Service) drain() {
 			}
 			if n == 0 {
 				// Nothing left (that this instance may take): new deliveries go inline again,
-				// unless one was kept meanwhile.
+				// unless one was kept meanwhile; the next burst gets its own grace.
 				s.box.waiting.CompareAndSwap(before, 0)
+				s.box.heldSince = 0
 				break
 			}
 		}
@@ -188,22 +200,33 @@ func (s *Service) drain() {
 const drainLanes = 16
 
 // Acknowledgements first. While deliveries are still being kept (the burst goes on), the drainer
-// works one lane at a time, leaving the machine to the acknowledgements, for as long as the oldest
-// kept delivery has waited less than burstGrace; then, or once the burst is over, it works at full
-// speed. So a burst is acknowledged quickly, and no kept message waits more than about burstGrace
-// for its turn because of the acknowledgements (a load the drainer can carry is never starved).
+// holds off, leaving the whole machine to the acknowledgements, for at most burstGrace from when it
+// began holding; then, or once the burst is over, it drains with all its lanes until nothing is
+// left. Holding costs no throughput: the drain is what limits how fast a burst is stored, holding
+// or not (measured at 10M messages: ~2,030 msg/s end to end either way, while acknowledgements
+// went from 8.7k to 14.6k msg/s with the drain held off), and the drain's writes share more
+// commits when it works with all lanes. No kept message waits more than about burstGrace longer
+// because of the acknowledgements.
 const (
 	burstGrace = 5 * time.Second
 	burstQuiet = 250 * time.Millisecond // no delivery kept for this long: the burst is over
+	holdStep   = 50 * time.Millisecond  // how often a holding drainer looks again
 )
 
-// lanesFor returns how many lanes to drain a batch whose oldest delivery came at oldest.
-func (s *Service) lanesFor(oldest time.Time) int {
+// holdFor returns how long the drainer should wait before taking kept deliveries (0: take now).
+func (s *Service) holdFor(now time.Time) time.Duration {
 	last := time.Unix(0, s.box.lastKept.Load())
-	if time.Since(last) < burstQuiet && s.now().Sub(oldest) < burstGrace {
-		return 1
+	if now.Sub(last) >= burstQuiet {
+		return 0
 	}
-	return drainLanes
+	if s.box.heldSince == 0 {
+		s.box.heldSince = now.UnixNano()
+	}
+	left := burstGrace - now.Sub(time.Unix(0, s.box.heldSince))
+	if left <= 0 {
+		return 0
+	}
+	return min(left, holdStep, burstQuiet-now.Sub(last))
 }
 
 // processKept processes kept deliveries and returns the ids of those done. Deliveries about one
@@ -236,12 +259,8 @@ func (s *Service) processKept(ctx context.Context, items []InboxItem) ([]int64, 
 	}
 	lanes := map[string][]job{}
 	var order []string
-	lanesNow := drainLanes
-	if len(items) > 0 {
-		lanesNow = s.lanesFor(items[0].ReceivedAt)
-	}
 	flush := func() {
-		sem := make(chan struct{}, lanesNow)
+		sem := make(chan struct{}, drainLanes)
 		var wg sync.WaitGroup
 		for _, key := range order {
 			sem <- struct{}{}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -271,6 +272,40 @@ func TestPayloadCustomer(t *testing.T) {
 			key, single := p.customer()
 			if key != c.key || single != c.single {
 				t.Fatalf("customer() = %q, %v; want %q, %v", key, single, c.key, c.single)
+			}
+		})
+	}
+}
+
+// During a burst the drainer holds off for at most burstGrace from when it began holding, and not
+// at all once no delivery has been kept for burstQuiet.
+func TestDrainerHoldsOffDuringABurst(t *testing.T) {
+	now := time.Now()
+	cases := []struct {
+		name      string
+		lastKept  time.Duration // before now
+		heldSince time.Duration // before now; 0: not holding yet
+		want      time.Duration
+	}{
+		{"burst on, starts holding", 10 * time.Millisecond, 0, holdStep},
+		{"burst on, held a while", 0, 2 * time.Second, holdStep},
+		{"burst on, grace nearly over", 0, burstGrace - 20*time.Millisecond, 20 * time.Millisecond},
+		{"burst on, grace over", 0, burstGrace + time.Second, 0},
+		{"burst quiet", burstQuiet, time.Second, 0},
+		{"burst ending: wait only until it is quiet", burstQuiet - 10*time.Millisecond, time.Second, 10 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Service{}
+			s.box.lastKept.Store(now.Add(-tc.lastKept).UnixNano())
+			if tc.heldSince > 0 {
+				s.box.heldSince = now.Add(-tc.heldSince).UnixNano()
+			}
+			if got := s.holdFor(now); got != tc.want {
+				t.Fatalf("holdFor = %v, want %v", got, tc.want)
+			}
+			if tc.want > 0 && s.box.heldSince == 0 {
+				t.Fatal("holding without noting since when")
 			}
 		})
 	}
