@@ -338,3 +338,68 @@ func TestNoStatisticsOnAnEmptyDatabase(t *testing.T) {
 		t.Fatal("Optimize gathered statistics on an empty database")
 	}
 }
+
+// TestExportPagesBoundedByMessages exports conversations long enough that a page ends on its
+// message budget before its conversation count: every message once, conversations in list order.
+func TestExportPagesBoundedByMessages(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	ws, _ := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	base := time.Now().UTC().Add(-time.Hour)
+	sizes := []int{1, exportPageMessages + 5, 400, 400, 400, 1, exportPageMessages, 3}
+	want := 0
+	for i, n := range sizes {
+		at := base.Add(time.Duration(i) * time.Second)
+		c := &conversation.Conversation{ID: fmt.Sprint("c", i), WorkspaceID: ws.ID, Type: conversation.TypeAPI, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
+		if err := s.CreateConversation(ctx, c, nil); err != nil {
+			t.Fatal(err)
+		}
+		msgs := make([]*conversation.Message, n)
+		for j := range msgs {
+			msgs[j] = &conversation.Message{ID: fmt.Sprint("m", i, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "hi", CreatedAt: at.Add(time.Duration(j) * time.Microsecond)}
+		}
+		if _, _, err := s.Apply(ctx, ws.ID, c.ID, conversation.Change{Messages: msgs}); err != nil {
+			t.Fatal(err)
+		}
+		want += n
+	}
+	var order []string
+	seen := map[string]bool{}
+	err := s.Export(ctx, ws.ID, conversation.Filter{}, conversation.ExportOptions{}, func(r conversation.ExportRow) error {
+		if seen[r.Message.ID] {
+			return fmt.Errorf("%s exported twice", r.Message.ID)
+		}
+		seen[r.Message.ID] = true
+		if len(order) == 0 || order[len(order)-1] != r.Conversation.ID {
+			order = append(order, r.Conversation.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != want {
+		t.Fatalf("exported %d messages, want %d", len(seen), want)
+	}
+	if got := fmt.Sprint(order); got != "[c7 c6 c5 c4 c3 c2 c1 c0]" {
+		t.Fatalf("conversations exported in order %s", got)
+	}
+	var pages []string
+	err = s.exportPages(ctx, ws.ID, conversation.Filter{}, func(p *exportPage) error {
+		var n int64
+		for _, c := range p.convs {
+			n += c.MessageCount
+		}
+		if n > exportPageMessages && len(p.convs) > 1 {
+			t.Errorf("a page of %d conversations holds %d messages", len(p.convs), n)
+		}
+		pages = append(pages, fmt.Sprint(len(p.convs)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(pages); got != "[1 1 3 1 1 1]" { // c7 | c6 | c5 c4 c3 | c2 | c1 | c0
+		t.Fatalf("pages of %s conversations, want [1 1 3 1 1 1]", got)
+	}
+}
