@@ -743,16 +743,17 @@ func (s *Store) commonTerms(ctx context.Context, match string) bool {
 	return err == nil && n >= commonProbe
 }
 
-// maxWalkBatch bounds how many candidate conversations listWalk reads with one query. Batches
-// start at the page size and double while matches are sparse.
+// maxWalkBatch bounds how many conversations that may match listWalk reads with one query.
+// Batches start at the page size and double while few of them match (the query passes over those
+// that cannot match by itself, ~0.7 µs each).
 const maxWalkBatch = 512
 
 // listWalk finds a page for a common text search: it walks the conversations that pass the other
 // filters in list order, a batch at a time, until the page is full. Each conversation's term
-// signature rules out most that cannot match; the rest are checked by reading their messages
-// (matched as the index would), or, for long conversations, by asking the index (the
-// conversation is an indexed FTS column). Its cost follows the page and the conversations walked
-// past, at a signature test each, not the number of matches.
+// signature, tested in the query, rules out most that cannot match; the rest are checked by
+// reading their messages (matched as the index would), or, for long conversations, by asking the
+// index (the conversation is an indexed FTS column). Its cost follows the page and the
+// conversations walked past, at a signature test each, not the number of matches.
 func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation.Filter, match string) (conversation.Page, error) {
 	rest := f
 	rest.Query, rest.Cursor = "", ""
@@ -776,19 +777,16 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 		}
 		type candidate struct{ pk, count int64 }
 		var maybe []candidate
-		read := 0
-		err := s.readRaw(ctx, `SELECT c.pk, c.last_message_at, c.message_count, c.terms FROM conversations c WHERE `+where+
+		err := s.readRaw(ctx, `SELECT c.pk, c.last_message_at, c.message_count FROM conversations c WHERE `+where+` AND `+mayHold(&q, probe)+
 			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(batchSize), q.args, func(v []driver.Value) error {
-			read++
 			afterPK, afterAt = valueInt(v[0]), valueInt(v[1])
-			if sig, _ := v[3].([]byte); probe.MayHold(sig) {
-				maybe = append(maybe, candidate{afterPK, valueInt(v[2])})
-			}
+			maybe = append(maybe, candidate{afterPK, valueInt(v[2])})
 			return nil
 		})
 		if err != nil {
 			return conversation.Page{}, fmt.Errorf("list candidates: %w", err)
 		}
+		read := len(maybe)
 		if read == 0 {
 			break
 		}
@@ -825,6 +823,34 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 		batchSize = min(2*batchSize, maxWalkBatch)
 	}
 	return s.pageOf(ctx, found, f.Limit)
+}
+
+// byteWithBit[b] is every byte value with bit b set: instr(byteWithBit[b], substr(terms, i, 1))
+// tests bit b of a signature's byte i inside SQLite, so that the walk's query returns only the
+// conversations that may match instead of every signature (copying each into Go cost more than
+// reading it).
+var byteWithBit = func() (sets [8][]byte) {
+	for b := range sets {
+		for v := 0; v < 256; v++ {
+			if v&(1<<b) != 0 {
+				sets[b] = append(sets[b], byte(v))
+			}
+		}
+	}
+	return sets
+}()
+
+// mayHold is the SQL condition that a conversation's signature may hold the probe's words: every
+// bit set, or no signature known.
+func mayHold(q *sqlBuilder, probe terms.Probe) string {
+	if len(probe) == 0 {
+		return "1 = 1"
+	}
+	conds := make([]string, len(probe))
+	for i, bit := range probe {
+		conds[i] = `instr(` + q.arg(byteWithBit[bit&7]) + `, substr(c.terms, ` + q.arg(int64(bit>>3)+1) + `, 1)) > 0`
+	}
+	return `(c.terms IS NULL OR length(c.terms) <> ` + strconv.Itoa(terms.Size) + ` OR (` + strings.Join(conds, " AND ") + `))`
 }
 
 // readCheckMax is the longest conversation listWalk checks by reading its messages: a short one's
