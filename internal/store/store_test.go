@@ -403,3 +403,45 @@ func TestExportPagesBoundedByMessages(t *testing.T) {
 		t.Fatalf("pages of %s conversations, want [1 1 3 1 1 1]", got)
 	}
 }
+
+// BenchmarkListCommonWordPastNonMatching times a common-word search whose page lies below 2,000
+// conversations without the word (what a burst of one repeated text leaves at the top of the list):
+// the signatures let the walk pass them inside one query.
+func BenchmarkListCommonWordPastNonMatching(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	ws, _ := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	base := time.Now().UTC().Add(-time.Hour)
+	add := func(i int, text string) {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		c := &conversation.Conversation{ID: fmt.Sprint("c", i), WorkspaceID: ws.ID, Type: conversation.TypeWhatsApp, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
+		if err := s.CreateConversation(ctx, c, nil); err != nil {
+			b.Fatal(err)
+		}
+		var msgs []*conversation.Message
+		for j := 0; j < 10; j++ {
+			msgs = append(msgs, &conversation.Message{ID: fmt.Sprint("m", i, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text",
+				Text: fmt.Sprintf(text, i*10+j), CreatedAt: at})
+		}
+		if _, _, err := s.Apply(ctx, ws.ID, c.ID, conversation.Change{Messages: msgs}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := 0; i < 300; i++ {
+		add(i, "when is my delivery due, order ORD-%d")
+	}
+	for i := 300; i < 2300; i++ {
+		add(i, "Hi, where is my order ORD-%06d? It was due yesterday.")
+	}
+	f := conversation.Filter{Query: "delivery", Limit: 50}
+	if !s.commonTerms(ctx, ftsQuery(f.Query)) {
+		b.Fatal("the word is not common enough to take the walk")
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		p, err := s.ListConversations(ctx, ws.ID, f)
+		if err != nil || len(p.Conversations) != 50 {
+			b.Fatalf("%d conversations, %v", len(p.Conversations), err)
+		}
+	}
+}
