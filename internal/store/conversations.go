@@ -404,16 +404,19 @@ const exportBatch = 64
 const exportFetchers = 2
 
 // exportPageMessages bounds a page by its messages too: 64 conversations of 100 messages each (a
-// burst's) are 6,400 rows in memory per page, and the export's RSS went from 80 to 98 MB. A page
-// holds at least one conversation, however long.
+// burst's) are 6,400 rows in memory per page, and the export's RSS went from 80 to 98 MB. A longer
+// conversation is split into pages of its own.
 const exportPageMessages = 1024
 
 type exportPage struct {
 	convs []*conversation.Conversation
 	pks   []int64
-	vars  map[int64][]conversation.Variable // set before msgs is sent
-	msgs  chan map[int64][]exportMessage
-	err   chan error
+	// A conversation longer than exportPageMessages comes in pages of its own, each with the
+	// messages whose pk is in (msgAfter, msgUpTo]; both 0: every message of the page's conversations.
+	msgAfter, msgUpTo int64
+	vars              map[int64][]conversation.Variable // set before msgs is sent
+	msgs              chan map[int64][]exportMessage
+	err               chan error
 }
 
 // Export streams every message of the filtered conversations, conversation by conversation in list
@@ -436,7 +439,7 @@ func (s *Store) Export(ctx context.Context, workspaceID string, f conversation.F
 			}
 			go func() {
 				defer func() { <-sem }()
-				m, err := s.exportMessages(ctx, p.pks)
+				m, err := s.exportMessages(ctx, p)
 				if err == nil && opts.Variables {
 					p.vars, err = s.exportVariables(ctx, p.pks)
 				}
@@ -511,6 +514,13 @@ func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversat
 				}
 				p = nil
 			}
+			if c.MessageCount > exportPageMessages {
+				if err := s.exportLongConversation(ctx, tx, c, pk, emit); err != nil {
+					rows.Close()
+					return err
+				}
+				continue
+			}
 			if p == nil {
 				p = &exportPage{msgs: make(chan map[int64][]exportMessage, 1), err: make(chan error, 1)}
 				inPage = 0
@@ -535,6 +545,40 @@ func (s *Store) exportPages(ctx context.Context, workspaceID string, f conversat
 	}
 }
 
+// exportLongConversation emits a conversation longer than exportPageMessages as pages of its
+// own, split at message pks read from the (conversation_pk, pk) index in the export's snapshot:
+// 8 bytes a message in memory instead of the messages themselves.
+func (s *Store) exportLongConversation(ctx context.Context, tx *sql.Tx, c *conversation.Conversation, pk int64, emit func(*exportPage) error) error {
+	rows, err := tx.QueryContext(ctx, `SELECT pk FROM messages WHERE conversation_pk = $1 ORDER BY pk`, pk)
+	if err != nil {
+		return fmt.Errorf("export conversation %s: %w", c.ID, err)
+	}
+	var msgPKs []int64
+	for rows.Next() {
+		var m int64
+		if err := rows.Scan(&m); err != nil {
+			rows.Close()
+			return err
+		}
+		msgPKs = append(msgPKs, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	after := int64(0)
+	for start := 0; start < len(msgPKs); start += exportPageMessages {
+		upTo := msgPKs[min(start+exportPageMessages, len(msgPKs))-1]
+		p := &exportPage{convs: []*conversation.Conversation{c}, pks: []int64{pk}, msgAfter: after, msgUpTo: upTo,
+			msgs: make(chan map[int64][]exportMessage, 1), err: make(chan error, 1)}
+		if err := emit(p); err != nil {
+			return err
+		}
+		after = upTo
+	}
+	return nil
+}
+
 // exportMessage is a message as the export reads it: on SQLite its JSON fields stay as stored.
 type exportMessage struct {
 	m      *conversation.Message
@@ -544,13 +588,18 @@ type exportMessage struct {
 // exportMessages reads the messages of a page of conversations with one query. On SQLite, media,
 // tool calls and errors are TEXT holding exactly what json.Marshal wrote (the only writer), so they
 // are handed on as stored; PostgreSQL's JSONB reformats them, so there they are decoded as elsewhere.
-func (s *Store) exportMessages(ctx context.Context, pks []int64) (map[int64][]exportMessage, error) {
+func (s *Store) exportMessages(ctx context.Context, p *exportPage) (map[int64][]exportMessage, error) {
+	pks := p.pks
 	var q sqlBuilder
 	ph := make([]string, len(pks))
 	for i, pk := range pks {
 		ph[i] = q.arg(pk)
 	}
-	query := `SELECT m.conversation_pk, ` + messageColumns + ` FROM messages m WHERE m.conversation_pk IN (` + strings.Join(ph, ", ") + `) ORDER BY m.conversation_pk, m.pk`
+	where := `m.conversation_pk IN (` + strings.Join(ph, ", ") + `)`
+	if p.msgUpTo > 0 {
+		where += ` AND m.pk > ` + q.arg(p.msgAfter) + ` AND m.pk <= ` + q.arg(p.msgUpTo)
+	}
+	query := `SELECT m.conversation_pk, ` + messageColumns + ` FROM messages m WHERE ` + where + ` ORDER BY m.conversation_pk, m.pk`
 	out := make(map[int64][]exportMessage, len(pks))
 	if s.dialect == "sqlite" {
 		return out, s.exportMessagesRaw(ctx, query, q.args, out)

@@ -340,7 +340,8 @@ func TestNoStatisticsOnAnEmptyDatabase(t *testing.T) {
 }
 
 // TestExportPagesBoundedByMessages exports conversations long enough that a page ends on its
-// message budget before its conversation count: every message once, conversations in list order.
+// message budget before its conversation count, and one longer than a page: every message once,
+// in order, conversations in list order.
 func TestExportPagesBoundedByMessages(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
@@ -365,11 +366,16 @@ func TestExportPagesBoundedByMessages(t *testing.T) {
 	}
 	var order []string
 	seen := map[string]bool{}
-	err := s.Export(ctx, ws.ID, conversation.Filter{}, conversation.ExportOptions{}, func(r conversation.ExportRow) error {
+	var last time.Time
+	err := s.Export(ctx, ws.ID, conversation.Filter{}, conversation.ExportOptions{Variables: true}, func(r conversation.ExportRow) error {
 		if seen[r.Message.ID] {
 			return fmt.Errorf("%s exported twice", r.Message.ID)
 		}
 		seen[r.Message.ID] = true
+		if len(order) > 0 && order[len(order)-1] == r.Conversation.ID && r.Message.CreatedAt.Before(last) {
+			return fmt.Errorf("%s out of order", r.Message.ID)
+		}
+		last = r.Message.CreatedAt
 		if len(order) == 0 || order[len(order)-1] != r.Conversation.ID {
 			order = append(order, r.Conversation.ID)
 		}
@@ -393,14 +399,23 @@ func TestExportPagesBoundedByMessages(t *testing.T) {
 		if n > exportPageMessages && len(p.convs) > 1 {
 			t.Errorf("a page of %d conversations holds %d messages", len(p.convs), n)
 		}
-		pages = append(pages, fmt.Sprint(len(p.convs)))
+		page := fmt.Sprint(len(p.convs))
+		if p.msgUpTo > 0 {
+			m, err := s.exportMessages(ctx, p)
+			if err != nil {
+				return err
+			}
+			page = fmt.Sprint(p.convs[0].ID, ":", len(m[p.pks[0]]))
+		}
+		pages = append(pages, page)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(pages); got != "[1 1 3 1 1 1]" { // c7 | c6 | c5 c4 c3 | c2 | c1 | c0
-		t.Fatalf("pages of %s conversations, want [1 1 3 1 1 1]", got)
+	// c7 | c6 | c5 c4 c3 | c2 | c1 in two pages of its own | c0
+	if got, want := fmt.Sprint(pages), fmt.Sprintf("[1 1 3 1 c1:%d c1:5 1]", exportPageMessages); got != want {
+		t.Fatalf("pages %s, want %s", got, want)
 	}
 }
 
