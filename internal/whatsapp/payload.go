@@ -1,7 +1,6 @@
 package whatsapp
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -248,12 +247,8 @@ var ErrNotWhatsApp = errors.New("not a whatsapp_business_account delivery")
 // Parse decodes a delivery. The body is only read: the signature is checked over the same bytes.
 func Parse(body []byte) (*Payload, error) {
 	var p Payload
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&p); err != nil {
+	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, fmt.Errorf("decode delivery: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("decode delivery: trailing data after the JSON object")
 	}
 	if p.Object != "" && p.Object != "whatsapp_business_account" {
 		return nil, ErrNotWhatsApp
