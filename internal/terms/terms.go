@@ -1,8 +1,8 @@
 // Package terms keeps a conversation's term signature: a Bloom filter over the words of its
 // messages, split and folded exactly as SQLite's full-text index (FTS5 unicode61,
 // remove_diacritics 2) splits and folds them. A common-word search walks conversations newest
-// first and asks the index only about those whose signature may hold every word of the query, so
-// its cost no longer grows with the conversations in between that cannot match.
+// first and checks only those whose signature may hold every word of the query, so the
+// conversations in between that cannot match cost a signature test each.
 //
 // A signature answers "maybe" or "no", never a wrong "no": it only gains bits as messages land
 // (deleted messages leave theirs), and a missing or unknown signature answers "maybe".
@@ -21,8 +21,8 @@ import (
 const Size = 256
 
 const (
-	bits      = Size * 8
-	bitsPerWd = 4
+	bits        = Size * 8
+	bitsPerWord = 4
 )
 
 // Add sets the bits of text's words in sig and returns it: a new signature when sig is empty.
@@ -42,7 +42,8 @@ func Add(sig []byte, text string) []byte {
 type Probe []uint16
 
 // MayHold reports whether a conversation with signature sig may contain every word of the probe.
-// A signature of another length (none stored yet) may hold anything.
+// A signature of another length (none stored yet) may hold anything. (The store runs the same test
+// in SQL, inside the walk's query.)
 func (p Probe) MayHold(sig []byte) bool {
 	if len(sig) != Size {
 		return true
@@ -56,14 +57,14 @@ func (p Probe) MayHold(sig []byte) bool {
 }
 
 // positions derives a word's bits from one 64-bit FNV-1a hash (double hashing: h1 + i·h2).
-func positions(word []byte) [bitsPerWd]uint16 {
+func positions(word []byte) [bitsPerWord]uint16 {
 	h := uint64(14695981039346656037)
 	for _, c := range word {
 		h ^= uint64(c)
 		h *= 1099511628211
 	}
 	h1, h2 := uint32(h), uint32(h>>32)|1
-	var out [bitsPerWd]uint16
+	var out [bitsPerWord]uint16
 	for i := range out {
 		out[i] = uint16((h1 + uint32(i)*h2) % bits)
 	}
