@@ -693,6 +693,8 @@ func (s *Store) readRaw(ctx context.Context, query string, args []any, fn func(v
 	})
 }
 
+// valueText, valueInt and valueBytes read a driver value of a TEXT, INTEGER or JSON column
+// (NULL: the zero value).
 func valueText(v driver.Value) string {
 	switch x := v.(type) {
 	case string:
