@@ -12,8 +12,8 @@ import (
 )
 
 // Term signatures (SQLite): conversations.terms holds a Bloom filter over the words of the
-// conversation's messages (internal/terms), kept as messages land, so that listWalk asks the
-// full-text index only about conversations that may match. NULL: not known yet.
+// conversation's messages (internal/terms), kept as messages land, so that listWalk checks only
+// conversations that may match (its query tests the bits, see mayHold). NULL: not known yet.
 
 // newTerms ends a conversation INSERT's column list and VALUES: a new conversation has no words
 // yet, which on SQLite is an empty signature (not NULL, which would mean unknown).
