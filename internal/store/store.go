@@ -42,6 +42,9 @@ type Store struct {
 	// item collects the deferred work of the write running now on the SQLite writer goroutine
 	// (nil elsewhere, and always on PostgreSQL).
 	item *deferred
+	// linger is how long the writer waits for more writes to join a group commit (0: it commits
+	// what is queued at once). Set for stores of small, frequent writes (the WhatsApp inbox).
+	linger time.Duration
 }
 
 type writeReq struct {
@@ -166,6 +169,10 @@ func (s *Store) writer() {
 	batch := make([]*writeReq, 0, maxBatch)
 	for first := range s.writes {
 		batch = append(batch[:0], first)
+		var wait <-chan time.Time
+		if s.linger > 0 {
+			wait = time.After(s.linger)
+		}
 	drain:
 		for len(batch) < maxBatch {
 			select {
@@ -175,7 +182,18 @@ func (s *Store) writer() {
 				}
 				batch = append(batch, r)
 			default:
-				break drain
+				if wait == nil {
+					break drain
+				}
+				select {
+				case r, ok := <-s.writes:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, r)
+				case <-wait:
+					break drain
+				}
 			}
 		}
 		s.commitBatch(batch)

@@ -460,3 +460,46 @@ func BenchmarkListCommonWordPastNonMatching(b *testing.B) {
 		}
 	}
 }
+
+// TestLingerGathersWrites: with a linger, concurrent writes share commits instead of each waiting
+// out a linger of its own, and a lone write still commits once the linger is over.
+func TestLingerGathersWrites(t *testing.T) {
+	s := openTest(t)
+	s.linger = 20 * time.Millisecond
+	ctx := context.Background()
+	if err := s.Write(ctx, func(tx *sql.Tx) error { _, err := tx.Exec(`CREATE TABLE t (v INTEGER)`); return err }); err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.Write(ctx, func(tx *sql.Tx) error { _, err := tx.Exec(`INSERT INTO t (v) VALUES ($1)`, i); return err })
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took > n*s.linger/4 {
+		t.Fatalf("%d writes took %v: they did not share commits", n, took)
+	}
+	var count int
+	if err := s.read.QueryRow(`SELECT COUNT(*) FROM t`).Scan(&count); err != nil || count != n {
+		t.Fatalf("%d rows, %v", count, err)
+	}
+	start = time.Now()
+	if err := s.Write(ctx, func(tx *sql.Tx) error { _, err := tx.Exec(`INSERT INTO t (v) VALUES (0)`); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < s.linger {
+		t.Fatalf("a lone write committed after %v, before the linger (%v) was over", took, s.linger)
+	}
+}

@@ -28,6 +28,7 @@ func OpenWAInbox(ctx context.Context, main *Store, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open whatsapp inbox: %w", err)
 	}
+	ib.linger = inboxLinger
 	if _, err := ib.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS wa_inbox (
 		id INTEGER PRIMARY KEY,
 		phone_number_ids TEXT NOT NULL,
@@ -39,6 +40,13 @@ func OpenWAInbox(ctx context.Context, main *Store, dsn string) (*Store, error) {
 	}
 	return ib, nil
 }
+
+// inboxLinger is how long the inbox's writer waits for more deliveries to join a commit. Each is
+// one small insert, so the commit is most of a delivery's cost there: during a burst the commits
+// were 1.6 s of the server's 10 s of CPU. Waiting 300 µs (the acknowledgement's p50 is ~2 ms)
+// gathers the clients' deliveries into fewer commits: 11.0k → 11.4–15.2k msg/s acknowledged at 10M
+// messages (0.25 → 0.27–0.31 × the bare handler).
+const inboxLinger = 300 * time.Microsecond
 
 // AddWAInbox keeps a verified WhatsApp delivery, as it came, to be processed after its 200.
 func (s *Store) AddWAInbox(ctx context.Context, phoneNumberIDs []string, body []byte, at time.Time) error {
