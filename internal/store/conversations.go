@@ -33,7 +33,7 @@ func (s *Store) CreateConversation(ctx context.Context, c *conversation.Conversa
 	return s.Write(ctx, func(tx *sql.Tx) error {
 		var pk int64
 		err := tx.QueryRow(`INSERT INTO conversations (id, workspace_id, type, status, assistant_id, customer_id, customer_name, channel_id, metadata,
-			last_message_at, created_at, updated_at`+s.newTerms()+` RETURNING pk`,
+			last_message_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING pk`,
 			c.ID, c.WorkspaceID, string(c.Type), string(c.Status), c.AssistantID, c.CustomerID, c.CustomerName, c.ChannelID, string(meta),
 			ms(c.LastMessageAt), ms(c.CreatedAt), ms(c.UpdatedAt)).Scan(&pk)
 		if isUniqueViolation(err) {
@@ -72,14 +72,22 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 	var stored []*conversation.Message
 	err := s.Write(ctx, func(tx *sql.Tx) error {
 		stored = stored[:0]
-		row := tx.QueryRow(`SELECT `+conversationColumns+conversationFrom+` WHERE c.id = $1 AND c.workspace_id = $2`+s.lockConversation(), id, workspaceID)
-		c, pk, err := scanConversation(row)
+		// The term signature comes with the row (SQLite; NULL on PostgreSQL, which has none).
+		row := tx.QueryRow(`SELECT `+conversationColumns+`, `+s.termsColumn()+conversationFrom+` WHERE c.id = $1 AND c.workspace_id = $2`+s.lockConversation(), id, workspaceID)
+		c := &conversation.Conversation{}
+		d := newConversationDest(c)
+		var sig []byte
+		err := row.Scan(append(d.targets(), &sig)...)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
+		if err := d.finish(); err != nil {
+			return err
+		}
+		pk, countBefore := d.pk, c.MessageCount
 		r := rollups{}
 		firstInbound := c.LastInboundAt == nil // for insightFactsOnApply
 		for _, m := range ch.Messages {
@@ -140,10 +148,7 @@ func (s *Store) Apply(ctx context.Context, workspaceID, id string, ch conversati
 			c.CostMicros += ch.CostMicros
 			r.at(now).cost += ch.CostMicros
 		}
-		sig, err := s.termsAfter(tx, pk, stored)
-		if err != nil {
-			return err
-		}
+		sig = s.termsAfter(sig, countBefore, stored)
 		setTerms := ""
 		args := []any{string(c.Status), c.MessageCount, c.TokensIn, c.TokensOut, c.CostMicros, c.LastMessagePreview, ms(c.LastMessageAt),
 			nullMS(c.LastInboundAt), c.HandoffReason, c.LastError, ms(c.UpdatedAt), nullMS(c.EndedAt), pk}

@@ -213,6 +213,22 @@ func TestTextPlansAgree(t *testing.T) {
 	if _, err := s.write.Exec(`UPDATE conversations SET terms = NULL WHERE pk % 4 = 0`); err != nil {
 		t.Fatal(err)
 	}
+	// A message for a conversation whose signature is unknown leaves it unknown: a signature of
+	// the new message alone would deny the earlier ones' words.
+	var unknownPK int64
+	var unknownID string
+	if err := s.read.QueryRow(`SELECT pk, id FROM conversations WHERE terms IS NULL ORDER BY pk LIMIT 1`).Scan(&unknownPK, &unknownID); err != nil {
+		t.Fatal(err)
+	}
+	late := &conversation.Message{ID: "late", Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "one more word", CreatedAt: base}
+	if _, _, err := s.Apply(ctx, ws.ID, unknownID, conversation.Change{Messages: []*conversation.Message{late}}); err != nil {
+		t.Fatal(err)
+	}
+	var stillUnknown bool
+	if err := s.read.QueryRow(`SELECT terms IS NULL FROM conversations WHERE pk = $1`, unknownPK).Scan(&stillUnknown); err != nil || !stillUnknown {
+		t.Fatalf("an unknown signature got a value from one message (%v)", err)
+	}
+	delete(before, unknownPK) // it has a message more than its signature had
 	textPlansAgree(t, s, ws.ID)
 	for after, done := int64(0), false; !done; {
 		if after, done, err = s.FillTerms(ctx, after); err != nil {

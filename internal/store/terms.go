@@ -13,40 +13,39 @@ import (
 
 // Term signatures (SQLite): conversations.terms holds a Bloom filter over the words of the
 // conversation's messages (internal/terms), kept as messages land, so that listWalk checks only
-// conversations that may match (its query tests the bits, see mayHold). NULL: not known yet.
+// conversations that may match (its query tests the bits, see mayHold). NULL: not computed yet
+// (a new conversation's first messages start it; older ones wait for FillTerms).
 
-// newTerms ends a conversation INSERT's column list and VALUES: a new conversation has no words
-// yet, which on SQLite is an empty signature (not NULL, which would mean unknown).
-func (s *Store) newTerms() string {
+// termsColumn is the signature in a conversation SELECT: NULL on PostgreSQL, which keeps none.
+func (s *Store) termsColumn() string {
 	if s.dialect == "sqlite" {
-		return `, terms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, zeroblob(` + strconv.Itoa(terms.Size) + `))`
+		return "c.terms"
 	}
-	return `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	return "NULL"
 }
 
-// termsAfter returns the conversation's signature with the words of the stored messages added, or
-// nil when nothing changes: no text, PostgreSQL, or a signature not known yet (the fill computes it
-// from all the messages later).
-func (s *Store) termsAfter(tx *sql.Tx, convPK int64, stored []*conversation.Message) ([]byte, error) {
+// termsAfter returns the signature sig (as stored) with the words of the stored messages added, or
+// nil when nothing changes: no text, PostgreSQL, or a signature not known yet. NULL with no earlier
+// messages (countBefore 0: a new conversation) is the empty signature; with earlier ones it stays
+// unknown until the fill computes it from all the messages.
+func (s *Store) termsAfter(sig []byte, countBefore int64, stored []*conversation.Message) []byte {
 	if s.dialect != "sqlite" {
-		return nil, nil
+		return nil
 	}
-	var sig []byte
+	if len(sig) != terms.Size && countBefore > 0 {
+		return nil
+	}
+	changed := false
 	for _, m := range stored {
-		if m.Text == "" {
-			continue
+		if m.Text != "" {
+			sig = terms.Add(sig, m.Text)
+			changed = true
 		}
-		if sig == nil {
-			if err := tx.QueryRow(`SELECT terms FROM conversations WHERE pk = $1`, convPK).Scan(&sig); err != nil {
-				return nil, fmt.Errorf("read terms: %w", err)
-			}
-			if len(sig) != terms.Size {
-				return nil, nil
-			}
-		}
-		sig = terms.Add(sig, m.Text)
 	}
-	return sig, nil
+	if !changed {
+		return nil
+	}
+	return sig
 }
 
 // fillTermsBatch is how many conversations one fill transaction computes: small, so a fill step
