@@ -842,8 +842,8 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 		if err != nil {
 			return conversation.Page{}, fmt.Errorf("list candidates: %w", err)
 		}
-		read := len(maybe)
-		if read == 0 {
+		got := len(maybe)
+		if got == 0 {
 			break
 		}
 		keyset = true
@@ -873,7 +873,7 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 				}
 			}
 		}
-		if read < batchSize {
+		if got < batchSize {
 			break
 		}
 		batchSize = min(2*batchSize, maxWalkBatch)

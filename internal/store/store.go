@@ -175,26 +175,23 @@ func (s *Store) writer() {
 		}
 	drain:
 		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-s.writes:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				if wait == nil {
-					break drain
-				}
+			var r *writeReq
+			ok := false
+			if wait == nil {
 				select {
-				case r, ok := <-s.writes:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, r)
+				case r, ok = <-s.writes:
+				default:
+				}
+			} else {
+				select {
+				case r, ok = <-s.writes:
 				case <-wait:
-					break drain
 				}
 			}
+			if !ok {
+				break drain
+			}
+			batch = append(batch, r)
 		}
 		s.commitBatch(batch)
 	}

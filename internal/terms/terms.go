@@ -38,23 +38,9 @@ func Add(sig []byte, text string) []byte {
 	return sig
 }
 
-// Probe is the bit positions of a query's words.
+// Probe is the bit positions of a query's words: a conversation whose signature lacks any of them
+// has no message with every word. (The store tests the bits in SQL, inside the walk's query.)
 type Probe []uint16
-
-// MayHold reports whether a conversation with signature sig may contain every word of the probe.
-// A signature of another length (none stored yet) may hold anything. (The store runs the same test
-// in SQL, inside the walk's query.)
-func (p Probe) MayHold(sig []byte) bool {
-	if len(sig) != Size {
-		return true
-	}
-	for _, b := range p {
-		if sig[b>>3]&(1<<(b&7)) == 0 {
-			return false
-		}
-	}
-	return true
-}
 
 // positions derives a word's bits from one 64-bit FNV-1a hash (double hashing: h1 + i·h2).
 func positions(word []byte) [bitsPerWord]uint16 {
@@ -74,9 +60,8 @@ func positions(word []byte) [bitsPerWord]uint16 {
 // Each calls fn with every word of text as FTS5's unicode61 tokenizer (remove_diacritics 2)
 // produces it: folded to lower case without diacritics. The slice is reused between calls.
 func Each(text string, fn func(word []byte)) {
-	var word []byte
 	var buf [64]byte
-	word = buf[:0]
+	word := buf[:0]
 	for i := 0; i < len(text); {
 		c := text[i]
 		if c < utf8.RuneSelf {

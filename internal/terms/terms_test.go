@@ -203,14 +203,14 @@ func TestProbe(t *testing.T) {
 		{"", true},
 	}
 	for _, tt := range tests {
-		if got := NewQuery(strings.Fields(tt.query)).Probe().MayHold(sig); got != tt.want {
-			t.Errorf("MayHold(%q) = %v, want %v", tt.query, got, tt.want)
+		if got := mayHold(NewQuery(strings.Fields(tt.query)).Probe(), sig); got != tt.want {
+			t.Errorf("mayHold(%q) = %v, want %v", tt.query, got, tt.want)
 		}
 	}
-	if !NewQuery([]string{"refund"}).Probe().MayHold(nil) {
+	if !mayHold(NewQuery([]string{"refund"}).Probe(), nil) {
 		t.Error("an unknown signature must answer maybe")
 	}
-	if NewQuery([]string{"refund"}).Probe().MayHold(Add(nil, "")) {
+	if mayHold(NewQuery([]string{"refund"}).Probe(), Add(nil, "")) {
 		t.Error("an empty conversation's signature must answer no")
 	}
 }
@@ -229,14 +229,14 @@ func TestSignatureNeverMissesAndRarelyLies(t *testing.T) {
 			sig = Add(sig, w)
 		}
 		for w := range words {
-			if !NewQuery([]string{w}).Probe().MayHold(sig) {
+			if !mayHold(NewQuery([]string{w}).Probe(), sig) {
 				t.Fatalf("signature misses %q", w)
 			}
 		}
 		for range 100 {
 			w := fmt.Sprintf("other%d", r.IntN(1_000_000))
 			asked++
-			if NewQuery([]string{w}).Probe().MayHold(sig) {
+			if mayHold(NewQuery([]string{w}).Probe(), sig) {
 				wrong++
 			}
 		}
@@ -307,4 +307,17 @@ func TestQueryMatchesLikeFTS5(t *testing.T) {
 			t.Errorf("phrase a b in %q: %v, want %v", text, got, want)
 		}
 	}
+}
+
+// mayHold is the test the store runs in SQL: every bit of the probe set in sig, or no signature.
+func mayHold(p Probe, sig []byte) bool {
+	if len(sig) != Size {
+		return true
+	}
+	for _, b := range p {
+		if sig[b>>3]&(1<<(b&7)) == 0 {
+			return false
+		}
+	}
+	return true
 }
