@@ -780,8 +780,17 @@ func (s *Store) textMatch(q *sqlBuilder, workspaceID, query string) string {
 	if s.dialect == "postgres" {
 		return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.workspace_id = ` + q.arg(workspaceID) + ` AND m.tsv @@ plainto_tsquery('simple', ` + q.arg(query) + `))`
 	}
-	return `c.pk IN (SELECT m.conversation_pk FROM messages_fts f JOIN messages m ON m.pk = f.rowid WHERE messages_fts MATCH ` + q.arg("text : ("+match+")") + ` AND m.workspace_id = ` + q.arg(workspaceID) + `)`
+	return `c.pk IN (SELECT rowid >> 32 FROM messages_fts WHERE messages_fts MATCH ` + q.arg("text : ("+match+")") + `)`
 }
+
+// ftsKey is a message's rowid in the full-text index (SQLite), as SQL over a messages row: its
+// conversation's pk in the high 32 bits, its own pk's low 32 bits below, so that a match names its
+// conversation (rowid >> 32) and one conversation's rows are a rowid range (convRows). Unique while
+// conversation pks stay below 2³¹ and no conversation has two messages 2³² pks apart.
+const ftsKey = `(conversation_pk << 32) | (pk & 4294967295)`
+
+// convRows is the range of full-text rowids of conversation pk's messages.
+func convRows(pk int64) (lo, hi int64) { return pk << 32, pk<<32 | 0xFFFFFFFF }
 
 // commonProbe is how many matches make a search common: past it, collecting every match costs
 // more than walking the list a batch at a time.
@@ -915,26 +924,23 @@ func mayHold(q *sqlBuilder, probe terms.Probe) string {
 // (a 94-message conversation written during a burst: ~900 µs).
 const readCheckMax = 24
 
-// convsMatching returns which of the conversations pks have a message matching the FTS query.
+// convsMatching returns which of the conversations pks have a message matching the FTS query,
+// each looked up in its rowid range of the index.
 func (s *Store) convsMatching(ctx context.Context, match string, pks []int64) (map[int64]bool, error) {
 	hits := map[int64]bool{}
-	if len(pks) == 0 {
-		return hits, nil
-	}
-	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT m.conversation_pk FROM messages m WHERE m.pk IN
-		(SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1)`, "text : ("+match+") AND "+convTerms(pks))
-	if err != nil {
-		return nil, fmt.Errorf("list text batch: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var pk int64
-		if err := rows.Scan(&pk); err != nil {
-			return nil, err
+	for _, pk := range pks {
+		lo, hi := convRows(pk)
+		var one int
+		err := s.read.QueryRowContext(ctx, `SELECT 1 FROM messages_fts WHERE messages_fts MATCH $1 AND rowid >= $2 AND rowid <= $3 LIMIT 1`,
+			"text : ("+match+")", lo, hi).Scan(&one)
+		switch {
+		case err == nil:
+			hits[pk] = true
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("list text batch: %w", err)
 		}
-		hits[pk] = true
 	}
-	return hits, rows.Err()
+	return hits, nil
 }
 
 // convsReadMatching adds to hits which of the conversations pks have a message matching query,

@@ -68,8 +68,9 @@ func indexText(tx *sql.Tx, pks []int64) error {
 		b = strconv.AppendInt(b, pk, 10)
 	}
 	b = append(b, ']')
-	if _, err := tx.Exec(`INSERT INTO messages_fts (rowid, text, conv) SELECT pk, text, 'c' || conversation_pk FROM messages
-		WHERE pk IN (SELECT value FROM json_each($1)) AND text <> ''`, string(b)); err != nil {
+	// In key order: FTS5 starts a new segment whenever a rowid is lower than the one before.
+	if _, err := tx.Exec(`INSERT INTO messages_fts (rowid, text) SELECT `+ftsKey+`, text FROM messages
+		WHERE pk IN (SELECT value FROM json_each($1)) AND text <> '' ORDER BY 1`, string(b)); err != nil {
 		return fmt.Errorf("index message text: %w", err)
 	}
 	return nil

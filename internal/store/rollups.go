@@ -325,7 +325,7 @@ func (s *Store) IndexText(ctx context.Context, afterPK int64) error {
 		return nil
 	}
 	return s.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO messages_fts (rowid, text, conv) SELECT pk, text, 'c' || conversation_pk FROM messages WHERE pk > $1 AND text <> ''`, afterPK)
+		_, err := tx.Exec(`INSERT INTO messages_fts (rowid, text) SELECT `+ftsKey+`, text FROM messages WHERE pk > $1 AND text <> '' ORDER BY conversation_pk, pk`, afterPK)
 		return err
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"slices"
 	"testing"
 	"time"
 
@@ -156,6 +157,69 @@ func BenchmarkApplyMessage(b *testing.B) {
 func TestTextPlansAgree(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
+	ws := seedTextSearch(t, s)
+	var err error
+	// Every fourth conversation's signature is unknown, as after an upgrade: the walk must still
+	// find them, and the fill must compute what the messages had built.
+	before := map[int64][]byte{}
+	rows, err := s.read.Query(`SELECT pk, terms FROM conversations WHERE pk % 4 = 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var pk int64
+		var sig []byte
+		if err := rows.Scan(&pk, &sig); err != nil {
+			t.Fatal(err)
+		}
+		if len(sig) != terms.Size {
+			t.Fatalf("conversation %d has a %d-byte signature", pk, len(sig))
+		}
+		before[pk] = sig
+	}
+	rows.Close()
+	if _, err := s.write.Exec(`UPDATE conversations SET terms = NULL WHERE pk % 4 = 0`); err != nil {
+		t.Fatal(err)
+	}
+	// A message for a conversation whose signature is unknown leaves it unknown: a signature of
+	// the new message alone would deny the earlier ones' words.
+	var unknownPK int64
+	var unknownID string
+	if err := s.read.QueryRow(`SELECT pk, id FROM conversations WHERE terms IS NULL ORDER BY pk LIMIT 1`).Scan(&unknownPK, &unknownID); err != nil {
+		t.Fatal(err)
+	}
+	late := &conversation.Message{ID: "late", Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "one more word", CreatedAt: time.Now().UTC().Add(-time.Hour)}
+	if _, _, err := s.Apply(ctx, ws.ID, unknownID, conversation.Change{Messages: []*conversation.Message{late}}); err != nil {
+		t.Fatal(err)
+	}
+	var stillUnknown bool
+	if err := s.read.QueryRow(`SELECT terms IS NULL FROM conversations WHERE pk = $1`, unknownPK).Scan(&stillUnknown); err != nil || !stillUnknown {
+		t.Fatalf("an unknown signature got a value from one message (%v)", err)
+	}
+	delete(before, unknownPK) // it has a message more than its signature had
+	textPlansAgree(t, s, ws.ID)
+	for after, done := int64(0), false; !done; {
+		if after, done, err = s.FillTerms(ctx, after); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pk, want := range before {
+		var got []byte
+		if err := s.read.QueryRow(`SELECT terms FROM conversations WHERE pk = $1`, pk).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("conversation %d: filled signature differs from the one its messages built", pk)
+		}
+	}
+	textPlansAgree(t, s, ws.ID)
+}
+
+// seedTextSearch stores conversations with a mix of texts, short ones and ones longer than
+// readCheckMax, for the text-search tests.
+func seedTextSearch(t *testing.T, s *Store) auth.Workspace {
+	t.Helper()
+	ctx := context.Background()
 	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
@@ -191,60 +255,7 @@ func TestTextPlansAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Every fourth conversation's signature is unknown, as after an upgrade: the walk must still
-	// find them, and the fill must compute what the messages had built.
-	before := map[int64][]byte{}
-	rows, err := s.read.Query(`SELECT pk, terms FROM conversations WHERE pk % 4 = 0`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var pk int64
-		var sig []byte
-		if err := rows.Scan(&pk, &sig); err != nil {
-			t.Fatal(err)
-		}
-		if len(sig) != terms.Size {
-			t.Fatalf("conversation %d has a %d-byte signature", pk, len(sig))
-		}
-		before[pk] = sig
-	}
-	rows.Close()
-	if _, err := s.write.Exec(`UPDATE conversations SET terms = NULL WHERE pk % 4 = 0`); err != nil {
-		t.Fatal(err)
-	}
-	// A message for a conversation whose signature is unknown leaves it unknown: a signature of
-	// the new message alone would deny the earlier ones' words.
-	var unknownPK int64
-	var unknownID string
-	if err := s.read.QueryRow(`SELECT pk, id FROM conversations WHERE terms IS NULL ORDER BY pk LIMIT 1`).Scan(&unknownPK, &unknownID); err != nil {
-		t.Fatal(err)
-	}
-	late := &conversation.Message{ID: "late", Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: "one more word", CreatedAt: base}
-	if _, _, err := s.Apply(ctx, ws.ID, unknownID, conversation.Change{Messages: []*conversation.Message{late}}); err != nil {
-		t.Fatal(err)
-	}
-	var stillUnknown bool
-	if err := s.read.QueryRow(`SELECT terms IS NULL FROM conversations WHERE pk = $1`, unknownPK).Scan(&stillUnknown); err != nil || !stillUnknown {
-		t.Fatalf("an unknown signature got a value from one message (%v)", err)
-	}
-	delete(before, unknownPK) // it has a message more than its signature had
-	textPlansAgree(t, s, ws.ID)
-	for after, done := int64(0), false; !done; {
-		if after, done, err = s.FillTerms(ctx, after); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for pk, want := range before {
-		var got []byte
-		if err := s.read.QueryRow(`SELECT terms FROM conversations WHERE pk = $1`, pk).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("conversation %d: filled signature differs from the one its messages built", pk)
-		}
-	}
-	textPlansAgree(t, s, ws.ID)
+	return ws
 }
 
 func textPlansAgree(t *testing.T, s *Store, workspaceID string) {
@@ -280,6 +291,12 @@ func textPlansAgree(t *testing.T, s *Store, workspaceID string) {
 			if fmt.Sprint(pages[0]) != fmt.Sprint(pages[1]) {
 				t.Fatalf("q=%q limit %d: set plan %v, walk plan %v", q, limit, pages[0], pages[1])
 			}
+			want := matchingConversations(t, s, workspaceID, q)
+			got := slices.Clone(pages[0])
+			slices.Sort(got)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("q=%q: the search found %v, the messages hold it in %v", q, got, want)
+			}
 			if q == "conv" || q == "c1" {
 				if len(pages[0]) != 20 {
 					t.Fatalf("q=%q matched %d conversations: the text filter must search message text only", q, len(pages[0]))
@@ -287,6 +304,79 @@ func textPlansAgree(t *testing.T, s *Store, workspaceID string) {
 			}
 		}
 	}
+}
+
+// matchingConversations returns the ids (sorted) of the workspace's conversations with a message
+// matching q, read from the messages' text, not the index.
+func matchingConversations(t *testing.T, s *Store, workspaceID, q string) []string {
+	t.Helper()
+	query := terms.NewQuery(queryWords(q))
+	rows, err := s.read.Query(`SELECT c.id, m.text FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE c.workspace_id = $1`, workspaceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var ids []string
+	for rows.Next() {
+		var id, text string
+		if err := rows.Scan(&id, &text); err != nil {
+			t.Fatal(err)
+		}
+		if !seen[id] && query.Matches(text) {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestFullTextRekeyedOnUpgrade applies migration 0015 to a database whose full-text index is
+// keyed as before it (rowid = message pk, the conversation as a "c<pk>" column): afterwards every
+// row is keyed by conversation, and searches, deletes and edits find what the messages hold.
+func TestFullTextRekeyedOnUpgrade(t *testing.T) {
+	s := openTest(t)
+	if s.dialect != "sqlite" {
+		t.Skip("the full-text index is SQLite's")
+	}
+	ctx := context.Background()
+	ws := seedTextSearch(t, s)
+	old := []string{
+		`DROP TRIGGER messages_fts_delete`, `DROP TRIGGER messages_fts_update`, `DROP TABLE messages_fts_vocab`, `DROP TABLE messages_fts`,
+		`CREATE VIRTUAL TABLE messages_fts USING fts5(text, conv, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2')`,
+		`CREATE VIRTUAL TABLE messages_fts_vocab USING fts5vocab(messages_fts, 'row')`,
+		`INSERT INTO messages_fts (rowid, text, conv) SELECT pk, text, 'c' || conversation_pk FROM messages WHERE text <> ''`,
+		`CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.text <> '' BEGIN DELETE FROM messages_fts WHERE rowid = old.pk; END`,
+		`CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN DELETE FROM messages_fts WHERE rowid = old.pk;
+			INSERT INTO messages_fts(rowid, text, conv) SELECT new.pk, new.text, 'c' || new.conversation_pk WHERE new.text <> ''; END`,
+		`DELETE FROM schema_migrations WHERE version = 15`,
+	}
+	for _, q := range old {
+		if _, err := s.write.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var rows, keyed int
+	if err := s.read.QueryRow(`SELECT COUNT(*), SUM(EXISTS (SELECT 1 FROM messages m WHERE m.conversation_pk = f.rowid >> 32 AND m.pk = f.rowid & 4294967295))
+		FROM messages_fts f WHERE messages_fts MATCH 'delivery OR refund OR hello OR lisbon OR conv'`).Scan(&rows, &keyed); err != nil {
+		t.Fatal(err)
+	}
+	if rows == 0 || keyed != rows {
+		t.Fatalf("%d of %d index rows keyed by conversation", keyed, rows)
+	}
+	textPlansAgree(t, s, ws.ID)
+	// An edited text and a deleted message leave the index through the new keys.
+	if _, err := s.write.Exec(`UPDATE messages SET text = 'nothing here' WHERE text LIKE '%elivery%' AND pk % 2 = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.Exec(`DELETE FROM messages WHERE text LIKE '%refund%' AND pk % 3 = 0`); err != nil {
+		t.Fatal(err)
+	}
+	textPlansAgree(t, s, ws.ID)
 }
 
 // TestExportMissesNothingWhileConversationsChange moves conversations to the front of the list

@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/terms"
@@ -113,20 +111,4 @@ func termsOf(tx *sql.Tx, convPK int64) ([]byte, error) {
 		sig = terms.Add(sig, text)
 	}
 	return sig, rows.Err()
-}
-
-// convTerms is the FTS5 query that restricts a match to the conversations pks (the index's conv
-// column).
-func convTerms(pks []int64) string {
-	var b strings.Builder
-	b.WriteString("conv : (")
-	for i, pk := range pks {
-		if i > 0 {
-			b.WriteString(" OR ")
-		}
-		b.WriteByte('c')
-		b.WriteString(strconv.FormatInt(pk, 10))
-	}
-	b.WriteByte(')')
-	return b.String()
 }
