@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
