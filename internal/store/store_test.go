@@ -609,3 +609,52 @@ func TestLingerGathersWrites(t *testing.T) {
 		t.Fatalf("a lone write committed after %v, before the linger (%v) was over", took, s.linger)
 	}
 }
+
+// TestFailedStatementLeavesItsBatch runs single-statement writes, some of which fail part-way
+// (a multi-row insert whose second row breaks a key), in group commits with other writes: without
+// savepoints, each failed one leaves nothing behind and the others are stored.
+func TestFailedStatementLeavesItsBatch(t *testing.T) {
+	s := openTest(t)
+	s.linger = 20 * time.Millisecond
+	ctx := context.Background()
+	if err := s.Write(ctx, func(tx *sql.Tx) error { _, err := tx.Exec(`CREATE TABLE t (k INTEGER PRIMARY KEY)`); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteStatement(ctx, `INSERT INTO t (k) VALUES (-1)`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 48
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch i % 3 {
+			case 0: // its first row is new, its second is not
+				errs[i] = s.WriteStatement(ctx, `INSERT INTO t (k) VALUES ($1), (-1)`, 1000+i)
+			case 1:
+				errs[i] = s.WriteStatement(ctx, `INSERT INTO t (k) VALUES ($1)`, i)
+			default:
+				errs[i] = s.Write(ctx, func(tx *sql.Tx) error { _, err := tx.Exec(`INSERT INTO t (k) VALUES ($1)`, i); return err })
+			}
+		}()
+	}
+	wg.Wait()
+	if took := time.Since(start); took > n*s.linger/4 {
+		t.Fatalf("%d writes took %v: they did not share commits", n, took)
+	}
+	for i, err := range errs {
+		if (i%3 == 0) != (err != nil) {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	var rows, partial int
+	if err := s.read.QueryRow(`SELECT COUNT(*), COUNT(*) FILTER (WHERE k >= 1000) FROM t`).Scan(&rows, &partial); err != nil {
+		t.Fatal(err)
+	}
+	if partial != 0 || rows != 2*n/3+1 {
+		t.Fatalf("%d rows of failed inserts kept, %d rows in all", partial, rows)
+	}
+}

@@ -50,11 +50,8 @@ const inboxLinger = 300 * time.Microsecond
 
 // AddWAInbox keeps a verified WhatsApp delivery, as it came, to be processed after its 200.
 func (s *Store) AddWAInbox(ctx context.Context, phoneNumberIDs []string, body []byte, at time.Time) error {
-	err := s.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO wa_inbox (phone_number_ids, body, received_at) VALUES ($1, $2, $3)`,
-			strings.Join(phoneNumberIDs, ","), body, ms(at))
-		return err
-	})
+	err := s.WriteStatement(ctx, `INSERT INTO wa_inbox (phone_number_ids, body, received_at) VALUES ($1, $2, $3)`,
+		strings.Join(phoneNumberIDs, ","), body, ms(at))
 	if err != nil {
 		return fmt.Errorf("keep whatsapp delivery: %w", err)
 	}
