@@ -2,9 +2,12 @@ package whatsapp_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/parley-hq/parley/internal/testenv"
@@ -13,15 +16,32 @@ import (
 
 const fuzzSecret = "fuzz-app-secret"
 
-// FuzzParse feeds arbitrary bytes to the payload parser and the message converter: no panic.
+// FuzzParse feeds arbitrary bytes to the payload parser and the message converter: no panic. What
+// Addressed reads before a delivery is kept agrees with the full parse: it refuses what is not
+// JSON, accepts whatever the parse does, and names at least the numbers the parse finds.
 func FuzzParse(f *testing.F) {
 	for _, seed := range fuzzSeeds() {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		ids, aerr := whatsapp.Addressed(body)
+		if aerr == nil && !json.Valid(body) {
+			t.Fatalf("Addressed accepted invalid JSON %q", body)
+		}
 		p, err := whatsapp.Parse(body)
 		if err != nil {
+			if errors.Is(err, whatsapp.ErrNotWhatsApp) && aerr == nil {
+				t.Fatalf("Addressed accepted a delivery that is not WhatsApp's: %q", body)
+			}
 			return
+		}
+		if aerr != nil {
+			t.Fatalf("Addressed refused what Parse reads (%v): %q", aerr, body)
+		}
+		for _, id := range p.PhoneNumberIDs() {
+			if !slices.Contains(ids, id) {
+				t.Fatalf("Addressed found %q, Parse also %q: %q", ids, id, body)
+			}
 		}
 		for _, e := range p.Entry {
 			for _, ch := range e.Changes {

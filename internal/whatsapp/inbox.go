@@ -280,7 +280,10 @@ func (s *Service) processKept(ctx context.Context, items []InboxItem) ([]int64, 
 	}
 	for _, it := range items {
 		p, err := Parse(it.Body)
-		if err != nil { // checked before it was kept; kept by an older version perhaps
+		// Only its JSON and addresses were read before it was kept (Addressed): a signed delivery
+		// with fields of unexpected types ends here, logged; Meta's retries of a 400 would not have
+		// made it readable either.
+		if err != nil {
 			s.log().Error("whatsapp: kept delivery unreadable, dropped", "id", it.ID, "err", err)
 			mu.Lock()
 			done = append(done, it.ID)

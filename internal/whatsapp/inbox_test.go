@@ -87,6 +87,20 @@ func burstKeptThenDrainedInOrder(t *testing.T, fx *fixture) {
 	if n := keptCount(t, fx.env); n != 0 {
 		t.Fatalf("a forged delivery was kept (%d rows)", n)
 	}
+	// Before a kept delivery's 200 only its JSON and addresses are read: a signed body that is not
+	// JSON is refused; one whose message has a field of the wrong type is acknowledged, and the
+	// drainer drops it without holding up the rest.
+	if r := fx.deliver(t, []byte(`{"object":"whatsapp_business_account","entry":[`)); r.Status != http.StatusBadRequest {
+		t.Fatalf("signed broken JSON: %d, want 400", r.Status)
+	}
+	odd := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"` + pnid +
+		`"},"messages":[{"from":"34600000004","id":"wamid.ODD","timestamp":"1700000000","type":"text","text":{"body":["not","a","string"]}}]}}]}]}`)
+	if _, err := whatsapp.Parse(odd); err == nil {
+		t.Fatal("the odd delivery parses: it tests nothing")
+	}
+	if r := fx.deliver(t, odd); r.Status != http.StatusOK {
+		t.Fatalf("signed delivery with an odd field: %d %s, want 200", r.Status, r.Body)
+	}
 	customers := []string{"34600000001", "34600000002", "34600000003"}
 	start := time.Now().Add(-time.Minute)
 	for i := 0; i < 4; i++ {

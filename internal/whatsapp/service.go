@@ -418,14 +418,15 @@ func (s *Service) applyPending(ctx context.Context, x *Sender, wamid string) err
 	return nil
 }
 
-// Verified returns, by phone number id, the senders named by the delivery whose app secret produced
-// the signature. With p nil (a body that is not a delivery) every sender's secret is tried, so
-// that a signed but broken body can be told from a forged one.
-func (s *Service) Verified(ctx context.Context, body []byte, sum []byte, p *Payload) (map[string]*Sender, error) {
+// Verified returns, by phone number id, the senders among phoneNumberIDs (the numbers a delivery
+// names) whose app secret produced the signature. With none named (a body that is not a delivery,
+// a change without metadata) every sender's secret is tried, so that a signed but broken body can
+// be told from a forged one.
+func (s *Service) Verified(ctx context.Context, body []byte, sum []byte, phoneNumberIDs []string) (map[string]*Sender, error) {
 	var candidates []*Sender
 	var err error
-	if p != nil && len(p.PhoneNumberIDs()) > 0 {
-		candidates, err = s.cachedSenders(ctx, p.PhoneNumberIDs())
+	if len(phoneNumberIDs) > 0 {
+		candidates, err = s.cachedSenders(ctx, phoneNumberIDs)
 	} else { // not JSON, or a change about a number with no metadata (quality updates)
 		candidates, err = s.allSendersOpened(ctx)
 	}

@@ -124,6 +124,52 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestAddressed(t *testing.T) {
+	cases := []struct {
+		name, body string
+		ids        string // fmt.Sprint of the ids; "error" when refused
+	}{
+		{"two numbers, one twice", `{"object":"whatsapp_business_account","entry":[
+		 {"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"A"},"statuses":[{"id":"w1","status":"sent","timestamp":1454119029}]}}]},
+		 {"id":"2","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"B"}}},{"field":"messages","value":{"metadata":{"phone_number_id":"A"}}}]}]}`, "[A B]"},
+		{"keys in another case, escapes, members after", `{"OBJECT":"whatsapp_business_account","Entry":[{"changes":[{"value":{"messages":[{"text":{"body":"say \"phone_number_id\":\"X\" \\"}}],
+		 "metadata":{"display_phone_number":"1","phone_number_id":"1\u0032"}},"field":"messages"}],"id":"9"}]}`, "[12]"},
+		{"the id elsewhere is not an address", `{"entry":[{"changes":[{"value":{"contacts":[{"phone_number_id":"X"}],"metadata":{"phone_number_id":"A"}}}],"metadata":{"phone_number_id":"Y"}}]}`, "[A]"},
+		{"nulls", `{"object":null,"entry":[null,{"changes":null},{"changes":[{"value":{"metadata":null}}]}]}`, "[]"},
+		{"null body (as Parse reads it)", `null`, "[]"},
+		{"a quality update, no metadata", `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"phone_number_quality_update","value":{"event":"FLAGGED"}}]}]}`, "[]"},
+		{"broken JSON", `{"object":"whatsapp_business_account","entry":[`, "error"},
+		{"trailing data", `{"object":"whatsapp_business_account"} {}`, "error"},
+		{"another object", `{"object":"page","entry":[]}`, "error"},
+		{"not an object", `[{"entry":[]}]`, "error"},
+		{"entry of the wrong type", `{"entry":{"changes":[]}}`, "error"},
+		{"a number as the id", `{"entry":[{"changes":[{"value":{"metadata":{"phone_number_id":123}}}]}]}`, "error"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ids, err := Addressed([]byte(c.body))
+			got := fmt.Sprint(ids)
+			if err != nil {
+				got = "error"
+			}
+			if got != c.ids {
+				t.Fatalf("got %s (%v), want %s", got, err, c.ids)
+			}
+			if c.ids == "error" {
+				return
+			}
+			// What Parse reads, Addressed reads the same way.
+			p, err := Parse([]byte(c.body))
+			if err != nil {
+				t.Fatalf("Parse refused it: %v", err)
+			}
+			if want := fmt.Sprint(p.PhoneNumberIDs()); want != got {
+				t.Fatalf("Parse found %s", want)
+			}
+		})
+	}
+}
+
 func TestSplitText(t *testing.T) {
 	long := strings.Repeat("word ", 2000) // 10,000 chars
 	cases := []struct {
@@ -225,15 +271,7 @@ func BenchmarkVerifySignature(b *testing.B) {
 }
 
 func BenchmarkParse(b *testing.B) {
-	// A batch of 20 messages of mixed types, as Meta groups them.
-	var msgs []string
-	for i := range 20 {
-		msgs = append(msgs, fmt.Sprintf(`{"from":"34600111222","id":"wamid.%d","timestamp":"1697043379","type":"text","text":{"body":"message %d with caf\u00e9"}}`, i, i),
-			fmt.Sprintf(`{"from":"34600111222","id":"wamid.i%d","timestamp":"1697043379","type":"image","image":{"mime_type":"image/jpeg","id":"m%d","caption":"pic"}}`, i, i))
-	}
-	body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
-"metadata":{"display_phone_number":"15550001111","phone_number_id":"1122"},"contacts":[{"profile":{"name":"Ana"},"wa_id":"34600111222"}],
-"messages":[` + strings.Join(msgs, ",") + `]}}]}]}`)
+	body := benchDelivery()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -245,6 +283,43 @@ func BenchmarkParse(b *testing.B) {
 			_ = Convert(&p.Entry[0].Changes[0].Value.Messages[i])
 		}
 	}
+}
+
+// BenchmarkAddressed reads what a kept delivery needs before its 200, on the delivery
+// BenchmarkParse parses, and on a one-message delivery (a burst's) against Parse.
+func BenchmarkAddressed(b *testing.B) {
+	one := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"912345678"},"contacts":[{"profile":{"name":"Customer 5"},"wa_id":"351910000005"}],"messages":[{"from":"351910000005","id":"wamid.bench.1.5","timestamp":"1700000000","text":{"body":"Hi, where is my order ORD-000005? It was due yesterday."},"type":"text"}]},"field":"messages"}]}]}`)
+	for _, c := range []struct {
+		name string
+		body []byte
+		read func([]byte) error
+	}{
+		{"40 messages", benchDelivery(), func(b []byte) error { _, err := Addressed(b); return err }},
+		{"one message", one, func(b []byte) error { _, err := Addressed(b); return err }},
+		{"one message, Parse", one, func(b []byte) error { _, err := Parse(b); return err }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.read(c.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchDelivery is a batch of 40 messages of mixed types, as Meta groups them.
+func benchDelivery() []byte {
+	var msgs []string
+	for i := range 20 {
+		msgs = append(msgs, fmt.Sprintf(`{"from":"34600111222","id":"wamid.%d","timestamp":"1697043379","type":"text","text":{"body":"message %d with caf\u00e9"}}`, i, i),
+			fmt.Sprintf(`{"from":"34600111222","id":"wamid.i%d","timestamp":"1697043379","type":"image","image":{"mime_type":"image/jpeg","id":"m%d","caption":"pic"}}`, i, i))
+	}
+	return []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+"metadata":{"display_phone_number":"15550001111","phone_number_id":"1122"},"contacts":[{"profile":{"name":"Ana"},"wa_id":"34600111222"}],
+"messages":[` + strings.Join(msgs, ",") + `]}}]}]}`)
 }
 
 // The drainer runs one customer's kept deliveries in order in one lane; a delivery about several

@@ -74,7 +74,17 @@ func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	p, perr := Parse(body)
+	// A delivery kept for later needs only its addresses read before the 200 (the drainer parses
+	// it); one stored now is parsed whole.
+	keep := s.keepForLater()
+	var p *Payload
+	var ids []string
+	var perr error
+	if keep {
+		ids, perr = Addressed(body)
+	} else if p, perr = Parse(body); perr == nil {
+		ids = p.PhoneNumberIDs()
+	}
 	if perr != nil {
 		signed, err := s.Verified(ctx, body, sum, nil)
 		if err != nil {
@@ -90,7 +100,7 @@ func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body is not a WhatsApp delivery: "+perr.Error(), http.StatusBadRequest)
 		return
 	}
-	senders, err := s.Verified(ctx, body, sum, p)
+	senders, err := s.Verified(ctx, body, sum, ids)
 	if err != nil {
 		s.internal(w, err)
 		return
@@ -101,7 +111,7 @@ func (s *Service) deliver(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Store even if Meta hangs up: the work is committed or not, never half.
-	if s.keepForLater() {
+	if keep {
 		if err := s.keep(context.WithoutCancel(ctx), body, senders); err != nil {
 			s.internal(w, err)
 			return
