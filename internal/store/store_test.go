@@ -264,18 +264,24 @@ func textPlansAgree(t *testing.T, s *Store, workspaceID string) {
 	for _, q := range []string{"delivery", "refund delivery", "lisbon", "delivery lisbon", "hello", "c1", "conv", "absent"} {
 		for _, limit := range []int{7, 500} {
 			f := conversation.Filter{Query: q, Limit: limit}
-			var pages [2][]string
-			for plan, walk := range []bool{false, true} {
+			plans := []func(conversation.Filter) (conversation.Page, error){
+				func(f conversation.Filter) (conversation.Page, error) {
+					return s.listConversations(ctx, workspaceID, f)
+				},
+				func(f conversation.Filter) (conversation.Page, error) {
+					return s.listWalk(ctx, workspaceID, f, ftsQuery(q))
+				},
+				func(f conversation.Filter) (conversation.Page, error) { return s.listMatching(ctx, workspaceID, f, "") },
+				func(f conversation.Filter) (conversation.Page, error) {
+					return s.listMatching(ctx, workspaceID, f, "INDEXED BY conversations_activity")
+				},
+			}
+			pages := make([][]string, len(plans))
+			for plan, list := range plans {
 				cursor := ""
 				for {
 					f.Cursor = cursor
-					var p conversation.Page
-					var err error
-					if walk {
-						p, err = s.listWalk(ctx, workspaceID, f, ftsQuery(q))
-					} else {
-						p, err = s.listConversations(ctx, workspaceID, f)
-					}
+					p, err := list(f)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -288,8 +294,10 @@ func textPlansAgree(t *testing.T, s *Store, workspaceID string) {
 					cursor = p.NextCursor
 				}
 			}
-			if fmt.Sprint(pages[0]) != fmt.Sprint(pages[1]) {
-				t.Fatalf("q=%q limit %d: set plan %v, walk plan %v", q, limit, pages[0], pages[1])
+			for plan := range pages[1:] {
+				if fmt.Sprint(pages[0]) != fmt.Sprint(pages[plan+1]) {
+					t.Fatalf("q=%q limit %d: the plain query %v, plan %d %v", q, limit, pages[0], plan+1, pages[plan+1])
+				}
 			}
 			want := matchingConversations(t, s, workspaceID, q)
 			got := slices.Clone(pages[0])
@@ -548,14 +556,14 @@ func BenchmarkListCommonWordPastNonMatching(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	for i := 0; i < 300; i++ {
+	for i := 0; i < 1100; i++ {
 		add(i, "when is my delivery due, order ORD-%d")
 	}
-	for i := 300; i < 2300; i++ {
+	for i := 1100; i < 3100; i++ {
 		add(i, "Hi, where is my order ORD-%06d? It was due yesterday.")
 	}
 	f := conversation.Filter{Query: "delivery", Limit: 50}
-	if !s.commonTerms(ctx, ftsQuery(f.Query)) {
+	if s.textPlan(ctx, ftsQuery(f.Query)) != planWalk {
 		b.Fatal("the word is not common enough to take the walk")
 	}
 	b.ResetTimer()
@@ -656,5 +664,76 @@ func TestFailedStatementLeavesItsBatch(t *testing.T) {
 	}
 	if partial != 0 || rows != 2*n/3+1 {
 		t.Fatalf("%d rows of failed inserts kept, %d rows in all", partial, rows)
+	}
+}
+
+// TestTextPlanFollowsMatches: the plan a search takes follows how many messages match, and each
+// finds the conversations the messages hold, newest activity first.
+func TestTextPlanFollowsMatches(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().UTC().Add(-time.Hour)
+	// 80 conversations of 200 messages: "gamma" in every message, "beta" in every second message
+	// of every other conversation, "alpha" in a few.
+	for i := 0; i < 80; i++ {
+		at := base.Add(time.Duration(i) * time.Second)
+		c := &conversation.Conversation{ID: fmt.Sprint("c", i), WorkspaceID: ws.ID, Type: conversation.TypeAPI, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
+		if err := s.CreateConversation(ctx, c, nil); err != nil {
+			t.Fatal(err)
+		}
+		var msgs []*conversation.Message
+		for j := 0; j < 200; j++ {
+			text := "gamma"
+			if i%2 == 0 && j%2 == 0 {
+				text += " beta"
+			}
+			if i%7 == 0 && j == 0 {
+				text += " alpha"
+			}
+			msgs = append(msgs, &conversation.Message{ID: fmt.Sprint("m", i, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: text,
+				CreatedAt: at.Add(time.Duration(j) * time.Millisecond)})
+		}
+		if _, _, err := s.Apply(ctx, ws.ID, c.ID, conversation.Change{Messages: msgs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		q    string
+		plan textPlanKind
+	}{{"alpha", planSet}, {"beta", planMembers}, {"gamma", planWalk}} {
+		if got := s.textPlan(ctx, ftsQuery(c.q)); got != c.plan {
+			t.Fatalf("%s: plan %d, want %d", c.q, got, c.plan)
+		}
+		want := matchingConversations(t, s, ws.ID, c.q)
+		var got []string
+		for cursor := ""; ; {
+			p, err := s.ListConversations(ctx, ws.ID, conversation.Filter{Query: c.q, Limit: 9, Cursor: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, conv := range p.Conversations {
+				got = append(got, conv.ID)
+			}
+			if cursor = p.NextCursor; cursor == "" {
+				break
+			}
+		}
+		sorted := slices.Clone(got)
+		slices.Sort(sorted)
+		if fmt.Sprint(sorted) != fmt.Sprint(want) {
+			t.Fatalf("%s: found %v, the messages hold it in %v", c.q, got, want)
+		}
+		for i := 1; i < len(got); i++ { // newest activity first: c79 before c78
+			var a, b int
+			fmt.Sscanf(got[i-1], "c%d", &a)
+			fmt.Sscanf(got[i], "c%d", &b)
+			if a <= b {
+				t.Fatalf("%s: %v is not newest first", c.q, got)
+			}
+		}
 	}
 }

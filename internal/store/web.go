@@ -181,10 +181,10 @@ func (s *Store) ConversationCount(ctx context.Context, workspaceID string) (int6
 
 // CountConversations counts the conversations that match f (its cursor and limit ignored), up to
 // max: it returns max+1 when there are more, so a page reads at most max+1 index entries, and -1
-// (unknown) for a text search on a common word, whose matches the list never collects.
+// (unknown) for a text search with too many matches to count them all (see textPlan).
 func (s *Store) CountConversations(ctx context.Context, workspaceID string, f conversation.Filter, max int) (int64, error) {
 	f.Cursor, f.Limit = "", 0
-	if match := ftsQuery(f.Query); match != "" && s.commonTerms(ctx, match) {
+	if match := ftsQuery(f.Query); match != "" && s.textPlan(ctx, match) != planSet {
 		return -1, nil
 	}
 	var q sqlBuilder
