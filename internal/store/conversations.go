@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -355,9 +356,9 @@ func (s *Store) ListConversations(ctx context.Context, workspaceID string, f con
 		case plan == planWalk:
 			return s.listWalk(ctx, workspaceID, f, match)
 		case plan == planMembers && activityOnly(f):
-			return s.listMatching(ctx, workspaceID, f, "INDEXED BY conversations_activity")
+			return s.listMatching(ctx, workspaceID, f, planMembers)
 		case s.dialect == "sqlite":
-			return s.listMatching(ctx, workspaceID, f, "")
+			return s.listMatching(ctx, workspaceID, f, planSet)
 		}
 	}
 	return s.listConversations(ctx, workspaceID, f)
@@ -370,24 +371,34 @@ func activityOnly(f conversation.Filter) bool {
 }
 
 // listMatching is the text search's set and members plans (SQLite): the page's conversations
-// found first, by pk alone, then loaded, so the sort of the set plan moves pks and activity
-// times, not whole rows (16.6 → 6.5 ms for 3,700 matches). hint is the table's INDEXED BY clause.
-func (s *Store) listMatching(ctx context.Context, workspaceID string, f conversation.Filter, hint string) (conversation.Page, error) {
+// found by pk alone, then loaded. The set plan drives the join from the matches, each
+// conversation looked up by pk: asked for pks only, the planner walked the activity index (which
+// covers them) testing each against the matches, 473 ms for an order number in one message. The
+// members plan asks for exactly that walk.
+func (s *Store) listMatching(ctx context.Context, workspaceID string, f conversation.Filter, plan textPlanKind) (conversation.Page, error) {
 	var q sqlBuilder
-	where := s.filterWhere(&q, workspaceID, f)
+	var query string
+	if plan == planMembers {
+		query = `SELECT c.pk FROM conversations c INDEXED BY conversations_activity WHERE ` + s.filterWhere(&q, workspaceID, f)
+	} else {
+		rest := f
+		rest.Query = ""
+		match := q.arg("text : (" + ftsQuery(f.Query) + ")")
+		query = `SELECT c.pk FROM (SELECT DISTINCT rowid >> 32 AS pk FROM messages_fts WHERE messages_fts MATCH ` + match +
+			`) m CROSS JOIN conversations c ON c.pk = m.pk WHERE ` + s.filterWhere(&q, workspaceID, rest)
+	}
 	if f.Cursor != "" {
 		at, pk, err := decodeCursor(f.Cursor)
 		if err != nil {
 			return conversation.Page{}, err
 		}
-		where += keysetAfter(&q, at, pk)
+		query += keysetAfter(&q, at, pk)
 	}
 	var pks []int64
-	err := s.readRaw(ctx, `SELECT c.pk FROM conversations c `+hint+` WHERE `+where+` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(f.Limit+1), q.args,
-		func(v []driver.Value) error {
-			pks = append(pks, valueInt(v[0]))
-			return nil
-		})
+	err := s.readRaw(ctx, query+` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(f.Limit+1), q.args, func(v []driver.Value) error {
+		pks = append(pks, valueInt(v[0]))
+		return nil
+	})
 	if err != nil {
 		return conversation.Page{}, fmt.Errorf("list conversations: %w", err)
 	}
@@ -831,18 +842,19 @@ const ftsKey = `(conversation_pk << 32) | (pk & 4294967295)`
 func convRows(pk int64) (lo, hi int64) { return pk << 32, pk<<32 | 0xFFFFFFFF }
 
 // A text search's plan (SQLite) follows how many messages match. Measured on 10M messages and 1M
-// conversations, for a page of 50 (n matches, density d: the share of conversations matching):
-//   - planSet: every match's conversation looked up for its activity, sorted: ~1.75 µs × n;
-//   - planMembers: the matches' conversations collected by SQLite into a set (~0.4 µs × n), then
-//     the activity index walked in list order, each conversation tested against the set
-//     (~0.25 µs × 50/d);
+// conversations, for a page of 50 (n matches, a share d of the conversations matching):
+//   - planSet: the matches' conversations (distinct) each looked up by pk for its activity, then
+//     sorted: ~5 µs × n;
+//   - planMembers: SQLite collects the matches' conversations into a set (~0.4 µs × n), then walks
+//     the activity index in list order testing each conversation against it (~0.7 µs × 50/d);
 //   - planWalk: the activity index walked with each conversation's term signature tested in the
-//     query (~1.1 µs × 50/d) and its possible matches checked (listWalk): for words too common to
-//     collect.
+//     query and its possible matches checked (listWalk): ~43 ms at 3,700 matches, falling as
+//     1/n; for words too common to collect.
 //
-// The bounds sit where the costs cross: ~5.4 ms at 3,000 matches, ~6 ms at 13,000. planMembers
-// walks the activity index whatever else the filter asks, so it is for searches filtered by dates
-// at most: a filter the index does not hold (a customer, an assistant) makes the set plan cheaper.
+// The bounds sit where the costs cross: ~2,800 matches (~14 ms either way, the slowest search)
+// and ~16,000 (~9 ms). planMembers walks the activity index whatever else the filter asks, so
+// it is for searches filtered by dates at most: a filter the index does not hold (a customer, an
+// assistant) makes the set plan cheaper.
 type textPlanKind int
 
 const (
@@ -852,26 +864,55 @@ const (
 )
 
 const (
-	setPlanMax     = 3000
-	membersPlanMax = 13000
+	setPlanMax     = 2800
+	membersPlanMax = 16000
 )
 
-// textPlan picks the plan for the FTS query match by counting its matches, at most
-// membersPlanMax of them (~0.15 µs each). PostgreSQL has only the set plan.
+// densityWindow is how many of the newest conversations textPlan samples for a word's density.
+const densityWindow = 20000
+
+// textPlan picks the plan for the FTS query match from the number of messages matching it
+// (~0.15 µs a match to count). Past setPlanMax, the matches among the newest conversations (by pk,
+// a rowid range of the index) tell a common word cheaply; only a word that looks rare enough
+// there is counted up to membersPlanMax, so that a common one costs ~0.5 ms to recognise rather
+// than 2. PostgreSQL has only the set plan.
 func (s *Store) textPlan(ctx context.Context, match string) textPlanKind {
 	if s.dialect != "sqlite" {
 		return planSet
 	}
-	var n int
-	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1`+limitSQL(membersPlanMax)+`)`,
-		"text : ("+match+")").Scan(&n)
-	switch {
-	case err != nil || n < setPlanMax:
-		return planSet // an error shows again, with its cause, in the set plan's query
-	case n < membersPlanMax:
-		return planMembers
+	query := "text : (" + match + ")"
+	if s.countMatches(ctx, query, 0, setPlanMax) < setPlanMax {
+		return planSet
 	}
-	return planWalk
+	var top int64
+	if err := s.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(pk), 0) FROM conversations`).Scan(&top); err != nil {
+		return planWalk
+	}
+	if window := min(top, densityWindow); window > 0 {
+		// More recent matches than membersPlanMax spread evenly would put there. Counted up to a
+		// power of two, so that the statement (its LIMIT written in) is one of a few cached ones.
+		enough := int(membersPlanMax*window/top) + 1
+		lo, _ := convRows(top - window + 1)
+		if s.countMatches(ctx, query, lo, 1<<bits.Len(uint(enough))) >= enough {
+			return planWalk
+		}
+	}
+	if s.countMatches(ctx, query, 0, membersPlanMax) >= membersPlanMax {
+		return planWalk
+	}
+	return planMembers
+}
+
+// countMatches counts the index rows matching query from rowid from on, up to max. An error
+// counts as no match: it shows again, with its cause, in the plan's own query.
+func (s *Store) countMatches(ctx context.Context, query string, from int64, max int) int {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1 AND rowid >= $2`+limitSQL(max)+`)`,
+		query, from).Scan(&n)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // maxWalkBatch bounds how many conversations that may match listWalk reads with one query.

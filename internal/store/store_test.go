@@ -271,9 +271,11 @@ func textPlansAgree(t *testing.T, s *Store, workspaceID string) {
 				func(f conversation.Filter) (conversation.Page, error) {
 					return s.listWalk(ctx, workspaceID, f, ftsQuery(q))
 				},
-				func(f conversation.Filter) (conversation.Page, error) { return s.listMatching(ctx, workspaceID, f, "") },
 				func(f conversation.Filter) (conversation.Page, error) {
-					return s.listMatching(ctx, workspaceID, f, "INDEXED BY conversations_activity")
+					return s.listMatching(ctx, workspaceID, f, planSet)
+				},
+				func(f conversation.Filter) (conversation.Page, error) {
+					return s.listMatching(ctx, workspaceID, f, planMembers)
 				},
 			}
 			pages := make([][]string, len(plans))
