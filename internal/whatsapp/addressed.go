@@ -111,57 +111,59 @@ func (s *addrScan) peek() byte {
 // object calls field for each member of the object at the cursor, with the cursor on its value,
 // which field must consume. null is an empty object (as encoding/json decodes it into a struct).
 func (s *addrScan) object(field func(key []byte) error) error {
-	s.space()
-	switch s.peek() {
-	case 'n':
-		s.i += len("null")
-		return nil
-	case '{':
-	default:
-		return errors.New("an object is expected where a " + s.kind() + " is")
+	if in, err := s.enter('{'); !in {
+		return err
 	}
-	s.i++
-	for {
-		s.space()
-		if s.peek() == '}' {
-			s.i++
-			return nil
-		}
+	return s.each('}', func() error {
 		key, err := s.str()
 		if err != nil {
 			return err
 		}
 		s.space()
 		s.i++ // ':'
-		if err := field(key); err != nil {
-			return err
-		}
-		s.space()
-		if s.peek() == ',' {
-			s.i++
-		}
-	}
+		return field(key)
+	})
 }
 
 // array calls elem for each element of the array at the cursor; null is an empty array.
 func (s *addrScan) array(elem func() error) error {
+	if in, err := s.enter('['); !in {
+		return err
+	}
+	return s.each(']', elem)
+}
+
+// enter moves into the object or array (open is '{' or '[') at the cursor, and reports whether
+// there is one: null is none, anything else an error.
+func (s *addrScan) enter(open byte) (bool, error) {
 	s.space()
 	switch s.peek() {
 	case 'n':
 		s.i += len("null")
-		return nil
-	case '[':
-	default:
-		return errors.New("an array is expected where a " + s.kind() + " is")
+		return false, nil
+	case open:
+		s.i++
+		return true, nil
 	}
-	s.i++
+	want := "an object"
+	if open == '[' {
+		want = "an array"
+	}
+	return false, errors.New(want + " is expected where a " + s.kind() + " is")
+}
+
+// each calls next for each item up to the closing byte, past the commas between them.
+func (s *addrScan) each(closing byte, next func() error) error {
 	for {
 		s.space()
-		if s.peek() == ']' {
+		switch {
+		case s.i >= len(s.b): // not after json.Valid; a guard against looping on a bug
+			return errors.New("unexpected end of JSON")
+		case s.b[s.i] == closing:
 			s.i++
 			return nil
 		}
-		if err := elem(); err != nil {
+		if err := next(); err != nil {
 			return err
 		}
 		s.space()
