@@ -545,19 +545,11 @@ func BenchmarkListCommonWordPastNonMatching(b *testing.B) {
 	ws, _ := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
 	base := time.Now().UTC().Add(-time.Hour)
 	add := func(i int, text string) {
-		at := base.Add(time.Duration(i) * time.Millisecond)
-		c := &conversation.Conversation{ID: fmt.Sprint("c", i), WorkspaceID: ws.ID, Type: conversation.TypeWhatsApp, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
-		if err := s.CreateConversation(ctx, c, nil); err != nil {
-			b.Fatal(err)
+		texts := make([]string, 10)
+		for j := range texts {
+			texts[j] = fmt.Sprintf(text, i*10+j)
 		}
-		var msgs []*conversation.Message
-		for j := 0; j < 10; j++ {
-			msgs = append(msgs, &conversation.Message{ID: fmt.Sprint("m", i, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text",
-				Text: fmt.Sprintf(text, i*10+j), CreatedAt: at})
-		}
-		if _, _, err := s.Apply(ctx, ws.ID, c.ID, conversation.Change{Messages: msgs}); err != nil {
-			b.Fatal(err)
-		}
+		addConversation(b, s, ws.ID, fmt.Sprint("c", i), conversation.TypeWhatsApp, base.Add(time.Duration(i)*time.Millisecond), texts)
 	}
 	for i := 0; i < 1700; i++ {
 		add(i, "when is my delivery due, order ORD-%d")
@@ -683,26 +675,17 @@ func TestTextPlanFollowsMatches(t *testing.T) {
 	// 80 conversations of 200 messages: "gamma" in every message, "beta" in every second message
 	// of every other conversation, "alpha" in a few.
 	for i := 0; i < 80; i++ {
-		at := base.Add(time.Duration(i) * time.Second)
-		c := &conversation.Conversation{ID: fmt.Sprint("c", i), WorkspaceID: ws.ID, Type: conversation.TypeAPI, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
-		if err := s.CreateConversation(ctx, c, nil); err != nil {
-			t.Fatal(err)
-		}
-		var msgs []*conversation.Message
-		for j := 0; j < 200; j++ {
-			text := "gamma"
+		texts := make([]string, 200)
+		for j := range texts {
+			texts[j] = "gamma"
 			if i%2 == 0 && j%2 == 0 {
-				text += " beta"
+				texts[j] += " beta"
 			}
 			if i%7 == 0 && j == 0 {
-				text += " alpha"
+				texts[j] += " alpha"
 			}
-			msgs = append(msgs, &conversation.Message{ID: fmt.Sprint("m", i, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: text,
-				CreatedAt: at.Add(time.Duration(j) * time.Millisecond)})
 		}
-		if _, _, err := s.Apply(ctx, ws.ID, c.ID, conversation.Change{Messages: msgs}); err != nil {
-			t.Fatal(err)
-		}
+		addConversation(t, s, ws.ID, fmt.Sprint("c", i), conversation.TypeAPI, base.Add(time.Duration(i)*time.Second), texts)
 	}
 	for _, c := range []struct {
 		q    string
@@ -738,5 +721,24 @@ func TestTextPlanFollowsMatches(t *testing.T) {
 				t.Fatalf("%s: %v is not newest first", c.q, got)
 			}
 		}
+	}
+}
+
+// addConversation stores a conversation with one customer message per text, a millisecond apart
+// from at.
+func addConversation(t testing.TB, s *Store, workspaceID, id string, typ conversation.Type, at time.Time, texts []string) {
+	t.Helper()
+	ctx := context.Background()
+	c := &conversation.Conversation{ID: id, WorkspaceID: workspaceID, Type: typ, Status: conversation.StatusActive, LastMessageAt: at, CreatedAt: at, UpdatedAt: at}
+	if err := s.CreateConversation(ctx, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]*conversation.Message, len(texts))
+	for j, text := range texts {
+		msgs[j] = &conversation.Message{ID: fmt.Sprint(id, "-", j), Role: conversation.RoleUser, Direction: conversation.Inbound, Type: "text", Text: text,
+			CreatedAt: at.Add(time.Duration(j) * time.Millisecond)}
+	}
+	if _, _, err := s.Apply(ctx, workspaceID, c.ID, conversation.Change{Messages: msgs}); err != nil {
+		t.Fatal(err)
 	}
 }
