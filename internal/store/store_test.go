@@ -663,7 +663,7 @@ func TestFailedStatementLeavesItsBatch(t *testing.T) {
 }
 
 // TestTextPlanFollowsMatches: the plan a search takes follows how many messages match, and each
-// finds the conversations the messages hold, newest activity first.
+// finds the workspace's conversations the messages hold, newest activity first.
 func TestTextPlanFollowsMatches(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
@@ -686,6 +686,14 @@ func TestTextPlanFollowsMatches(t *testing.T) {
 			}
 		}
 		addConversation(t, s, ws.ID, fmt.Sprint("c", i), conversation.TypeAPI, base.Add(time.Duration(i)*time.Second), texts)
+	}
+	// Another workspace's conversations with every word, newest of all: no plan may show them.
+	other, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws2", Slug: "two", Name: "two", CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		addConversation(t, s, other.ID, fmt.Sprint("other", i), conversation.TypeAPI, time.Now().UTC(), []string{"alpha beta gamma"})
 	}
 	for _, c := range []struct {
 		q    string
