@@ -23,7 +23,10 @@ const conversationColumns = `c.pk, c.id, c.workspace_id, c.type, c.status, c.ass
 	c.channel_id, c.metadata, c.message_count, c.tokens_in, c.tokens_out, c.cost_micros, c.last_message_preview, c.last_message_at,
 	c.last_inbound_at, c.handoff_reason, c.last_error, c.created_at, c.updated_at, c.ended_at`
 
-const conversationFrom = ` FROM conversations c LEFT JOIN assistants a ON a.id = c.assistant_id`
+const (
+	conversationFrom  = ` FROM conversations c` + conversationJoins
+	conversationJoins = ` LEFT JOIN assistants a ON a.id = c.assistant_id`
+)
 
 const messageColumns = `m.id, m.external_id, m.role, m.direction, m.type, m.text, m.media, m.tool_calls, m.status, m.error,
 	m.tokens_in, m.tokens_out, m.cost_micros, m.latency_ms, m.assistant_version, m.created_at`
@@ -243,22 +246,9 @@ func (s *Store) insertMessage(tx *sql.Tx, workspaceID string, convPK int64, m *c
 // markAnswered closes every customer message still waiting in the conversation: each counts as
 // answered, with its own response time, in the hour it arrived.
 func markAnswered(tx *sql.Tx, convPK int64, at time.Time, r rollups) error {
-	rows, err := tx.Query(`SELECT created_at FROM messages WHERE conversation_pk = $1 AND role = 'user' AND answered_at IS NULL`, convPK)
+	waiting, err := column[int64](tx.Query(`SELECT created_at FROM messages WHERE conversation_pk = $1 AND role = 'user' AND answered_at IS NULL`, convPK))
 	if err != nil {
 		return fmt.Errorf("find unanswered: %w", err)
-	}
-	var waiting []int64
-	for rows.Next() {
-		var created int64
-		if err := rows.Scan(&created); err != nil {
-			rows.Close()
-			return err
-		}
-		waiting = append(waiting, created)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	if len(waiting) == 0 {
 		return nil
@@ -383,8 +373,7 @@ func (s *Store) listMatching(ctx context.Context, workspaceID string, f conversa
 	} else {
 		rest := f
 		rest.Query = ""
-		match := q.arg("text : (" + ftsQuery(f.Query) + ")")
-		query = `SELECT c.pk FROM (SELECT DISTINCT rowid >> 32 AS pk FROM messages_fts WHERE messages_fts MATCH ` + match +
+		query = `SELECT c.pk FROM (SELECT DISTINCT ` + matchedConversations(&q, ftsQuery(f.Query)) +
 			`) m CROSS JOIN conversations c ON c.pk = m.pk WHERE ` + s.filterWhere(&q, workspaceID, rest)
 	}
 	if f.Cursor != "" {
@@ -829,8 +818,17 @@ func (s *Store) textMatch(q *sqlBuilder, workspaceID, query string) string {
 	if s.dialect == "postgres" {
 		return `c.pk IN (SELECT m.conversation_pk FROM messages m WHERE m.workspace_id = ` + q.arg(workspaceID) + ` AND m.tsv @@ plainto_tsquery('simple', ` + q.arg(query) + `))`
 	}
-	return `c.pk IN (SELECT rowid >> 32 FROM messages_fts WHERE messages_fts MATCH ` + q.arg("text : ("+match+")") + `)`
+	return `c.pk IN (SELECT ` + matchedConversations(q, match) + `)`
 }
+
+// matchedConversations is the SQL (after SELECT) of the pks of the conversations with a message
+// matching the FTS query match, one row per matching message (SQLite).
+func matchedConversations(q *sqlBuilder, match string) string {
+	return `rowid >> 32 AS pk FROM messages_fts WHERE messages_fts MATCH ` + q.arg(textColumn(match))
+}
+
+// textColumn restricts the FTS query match to the index's text column.
+func textColumn(match string) string { return "text : (" + match + ")" }
 
 // ftsKey is a message's rowid in the full-text index (SQLite), as SQL over a messages row: its
 // conversation's pk in the high 32 bits, its own pk's low 32 bits below, so that a match names its
@@ -880,7 +878,7 @@ func (s *Store) textPlan(ctx context.Context, match string) textPlanKind {
 	if s.dialect != "sqlite" {
 		return planSet
 	}
-	query := "text : (" + match + ")"
+	query := textColumn(match)
 	if s.countMatches(ctx, query, 0, setPlanMax) < setPlanMax {
 		return planSet
 	}
@@ -1039,7 +1037,7 @@ func (s *Store) convsMatching(ctx context.Context, match string, pks []int64) (m
 		lo, hi := convRows(pk)
 		var one int
 		err := s.read.QueryRowContext(ctx, `SELECT 1 FROM messages_fts WHERE messages_fts MATCH $1 AND rowid >= $2 AND rowid <= $3 LIMIT 1`,
-			"text : ("+match+")", lo, hi).Scan(&one)
+			textColumn(match), lo, hi).Scan(&one)
 		switch {
 		case err == nil:
 			hits[pk] = true
@@ -1089,7 +1087,7 @@ func (s *Store) pageOf(ctx context.Context, pks []int64, limit int) (conversatio
 	// and test each conversation against the list (2 ms for a page at 1M conversations).
 	from := conversationFrom
 	if s.dialect == "sqlite" {
-		from = strings.Replace(from, "conversations c", "conversations c NOT INDEXED", 1)
+		from = ` FROM conversations c NOT INDEXED` + conversationJoins
 	}
 	rows, err := s.read.QueryContext(ctx, `SELECT `+conversationColumns+from+` WHERE c.pk IN (`+strings.Join(ph, ", ")+
 		`) ORDER BY c.last_message_at DESC, c.pk DESC`, q.args...)

@@ -153,29 +153,26 @@ func (s *Store) Ping(ctx context.Context) error {
 // transaction and one fsync; each runs inside its own savepoint, so one write's failure undoes only
 // that write. fn may be retried never; it must not keep tx after returning.
 func (s *Store) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if s.writes == nil {
-		return s.writeDirect(ctx, fn)
-	}
-	return s.send(&writeReq{ctx: ctx, fn: fn, errc: make(chan error, 1)})
+	return s.enqueue(ctx, fn, false)
 }
 
 // WriteStatement is Write for one statement: in a group commit it runs without the savepoint each
 // other write gets (two statements more), for small writes that arrive by the thousand (a burst's
 // kept deliveries).
 func (s *Store) WriteStatement(ctx context.Context, query string, args ...any) error {
-	fn := func(tx *sql.Tx) error {
+	return s.enqueue(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(query, args...)
 		return err
-	}
+	}, true)
+}
+
+// enqueue hands fn to the writer (PostgreSQL: runs it in a transaction of its own) and waits for
+// its outcome.
+func (s *Store) enqueue(ctx context.Context, fn func(tx *sql.Tx) error, oneStatement bool) error {
 	if s.writes == nil {
 		return s.writeDirect(ctx, fn)
 	}
-	return s.send(&writeReq{ctx: ctx, fn: fn, oneStatement: true, errc: make(chan error, 1)})
-}
-
-// send queues req for the writer and waits for its outcome.
-func (s *Store) send(req *writeReq) error {
-	ctx := req.ctx
+	req := &writeReq{ctx: ctx, fn: fn, oneStatement: oneStatement, errc: make(chan error, 1)}
 	select {
 	case s.writes <- req:
 	case <-ctx.Done():
@@ -418,4 +415,21 @@ func isUniqueViolation(err error) bool {
 	}
 	msg := err.Error()
 	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
+}
+
+// column reads a query's single column into a slice: column[int64](tx.Query(...)).
+func column[T any](rows *sql.Rows, err error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }

@@ -59,21 +59,8 @@ func (s *Store) FillTerms(ctx context.Context, after int64) (int64, bool, error)
 	}
 	done := false
 	err := s.Write(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.Query(`SELECT pk FROM conversations WHERE pk > $1 AND terms IS NULL ORDER BY pk`+limitSQL(fillTermsBatch), after)
+		pks, err := column[int64](tx.Query(`SELECT pk FROM conversations WHERE pk > $1 AND terms IS NULL ORDER BY pk`+limitSQL(fillTermsBatch), after))
 		if err != nil {
-			return err
-		}
-		var pks []int64
-		for rows.Next() {
-			var pk int64
-			if err := rows.Scan(&pk); err != nil {
-				rows.Close()
-				return err
-			}
-			pks = append(pks, pk)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		done = len(pks) < fillTermsBatch
@@ -97,18 +84,13 @@ func (s *Store) FillTerms(ctx context.Context, after int64) (int64, bool, error)
 
 // termsOf computes a conversation's signature from its messages.
 func termsOf(tx *sql.Tx, convPK int64) ([]byte, error) {
-	rows, err := tx.Query(`SELECT text FROM messages WHERE conversation_pk = $1 AND text <> ''`, convPK)
+	texts, err := column[string](tx.Query(`SELECT text FROM messages WHERE conversation_pk = $1 AND text <> ''`, convPK))
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	sig := make([]byte, terms.Size)
-	for rows.Next() {
-		var text string
-		if err := rows.Scan(&text); err != nil {
-			return nil, err
-		}
+	for _, text := range texts {
 		sig = terms.Add(sig, text)
 	}
-	return sig, rows.Err()
+	return sig, nil
 }

@@ -429,20 +429,11 @@ func (s *Store) DeleteWebhook(ctx context.Context, workspaceID, id string) error
 
 // WebhookWorkspaces lists the workspaces that have outgoing webhooks.
 func (s *Store) WebhookWorkspaces(ctx context.Context) ([]string, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT workspace_id FROM webhooks`)
+	out, err := column[string](s.read.QueryContext(ctx, `SELECT DISTINCT workspace_id FROM webhooks`))
 	if err != nil {
 		return nil, fmt.Errorf("webhook workspaces: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var ws string
-		if err := rows.Scan(&ws); err != nil {
-			return nil, err
-		}
-		out = append(out, ws)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // AddPendingStatus keeps a status report for a wamid not known yet, dropping reports older than
@@ -462,21 +453,9 @@ func (s *Store) AddPendingStatus(ctx context.Context, workspaceID, externalID, p
 func (s *Store) TakePendingStatuses(ctx context.Context, workspaceID, externalID string) ([]string, error) {
 	var out []string
 	err := s.Write(ctx, func(tx *sql.Tx) error {
-		out = out[:0]
-		rows, err := tx.Query(`SELECT payload FROM wa_pending_statuses WHERE workspace_id = $1 AND external_id = $2 ORDER BY created_at`, workspaceID, externalID)
+		var err error
+		out, err = column[string](tx.Query(`SELECT payload FROM wa_pending_statuses WHERE workspace_id = $1 AND external_id = $2 ORDER BY created_at`, workspaceID, externalID))
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var p string
-			if err := rows.Scan(&p); err != nil {
-				rows.Close()
-				return err
-			}
-			out = append(out, p)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if len(out) == 0 {
