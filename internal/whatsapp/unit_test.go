@@ -352,8 +352,8 @@ func TestPayloadCustomer(t *testing.T) {
 	}
 }
 
-// During a burst the drainer holds off for at most burstGrace from when it began holding, and not
-// at all once no delivery has been kept for burstQuiet.
+// During a burst the drainer holds off for at most burstGrace from when it began holding, then
+// rests after each take, and neither once no delivery has been kept for burstQuiet.
 func TestDrainerHoldsOffDuringABurst(t *testing.T) {
 	now := time.Now()
 	cases := []struct {
@@ -361,13 +361,17 @@ func TestDrainerHoldsOffDuringABurst(t *testing.T) {
 		lastKept  time.Duration // before now
 		heldSince time.Duration // before now; 0: not holding yet
 		want      time.Duration
+		restLeft  time.Duration // how long the rest after the last take still lasts
 	}{
-		{"burst on, starts holding", 10 * time.Millisecond, 0, holdStep},
-		{"burst on, held a while", 0, 2 * time.Second, holdStep},
-		{"burst on, grace nearly over", 0, burstGrace - 20*time.Millisecond, 20 * time.Millisecond},
-		{"burst on, grace over", 0, burstGrace + time.Second, 0},
-		{"burst quiet", burstQuiet, time.Second, 0},
-		{"burst ending: wait only until it is quiet", burstQuiet - 10*time.Millisecond, time.Second, 10 * time.Millisecond},
+		{"burst on, starts holding", 10 * time.Millisecond, 0, holdStep, 0},
+		{"burst on, held a while", 0, 2 * time.Second, holdStep, 0},
+		{"burst on, grace nearly over", 0, burstGrace - 20*time.Millisecond, 20 * time.Millisecond, 0},
+		{"burst on, grace over", 0, burstGrace + time.Second, 0, 0},
+		{"burst quiet", burstQuiet, time.Second, 0, 0},
+		{"burst ending: wait only until it is quiet", burstQuiet - 10*time.Millisecond, time.Second, 10 * time.Millisecond, 0},
+		{"burst on past the grace, resting after a take", 0, burstGrace + time.Second, holdStep, 200 * time.Millisecond},
+		{"burst on past the grace, rest nearly over", 0, burstGrace + time.Second, 5 * time.Millisecond, 5 * time.Millisecond},
+		{"burst quiet: no rest", burstQuiet, burstGrace + time.Second, 0, 200 * time.Millisecond},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,6 +380,9 @@ func TestDrainerHoldsOffDuringABurst(t *testing.T) {
 			if tc.heldSince > 0 {
 				s.box.heldSince = now.Add(-tc.heldSince).UnixNano()
 			}
+			if tc.restLeft > 0 {
+				s.box.restUntil = now.Add(tc.restLeft).UnixNano()
+			}
 			if got := s.holdFor(now); got != tc.want {
 				t.Fatalf("holdFor = %v, want %v", got, tc.want)
 			}
@@ -383,5 +390,16 @@ func TestDrainerHoldsOffDuringABurst(t *testing.T) {
 				t.Fatal("holding without noting since when")
 			}
 		})
+	}
+}
+
+// After a take the drainer rests burstRest times as long as the take took.
+func TestDrainerRestsInProportionToItsTake(t *testing.T) {
+	s := &Service{}
+	start := time.Now()
+	end := start.Add(40 * time.Millisecond)
+	s.rested(start, end)
+	if got, want := time.Unix(0, s.box.restUntil).Sub(end), burstRest*40*time.Millisecond; got != want {
+		t.Fatalf("rests %v after the take, want %v", got, want)
 	}
 }
