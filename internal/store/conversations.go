@@ -1277,6 +1277,21 @@ func (s *Store) MessagesByID(ctx context.Context, workspaceID, conversationID st
 	return collectMessages(rows, conversationID)
 }
 
+// MessagesAfter returns up to limit messages of a conversation that came after the message
+// afterID, oldest first (none when afterID is not one of its messages). A reply job reads what
+// followed its trigger this way, instead of the conversation's latest few hundred messages.
+func (s *Store) MessagesAfter(ctx context.Context, workspaceID, conversationID, afterID string, limit int) ([]*conversation.Message, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+		WHERE c.id = $1 AND c.workspace_id = $2
+		AND m.pk > (SELECT t.pk FROM messages t WHERE t.id = $3 AND t.conversation_pk = c.pk) ORDER BY m.pk`+limitSQL(limit),
+		conversationID, workspaceID, afterID)
+	if err != nil {
+		return nil, fmt.Errorf("messages after %s: %w", afterID, err)
+	}
+	defer rows.Close()
+	return collectMessages(rows, conversationID)
+}
+
 // collectMessages reads message rows (messageColumns) of one conversation.
 func collectMessages(rows *sql.Rows, conversationID string) ([]*conversation.Message, error) {
 	out := []*conversation.Message{}

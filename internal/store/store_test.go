@@ -750,3 +750,51 @@ func addConversation(t testing.TB, s *Store, workspaceID, id string, typ convers
 		t.Fatal(err)
 	}
 }
+
+func TestMessagesAfter(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws2", Slug: "two", Name: "two", CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Add(-time.Hour)
+	addConversation(t, s, ws.ID, "a", conversation.TypeWhatsApp, at, []string{"one", "two", "three", "four", "five"})
+	addConversation(t, s, ws.ID, "b", conversation.TypeWhatsApp, at, []string{"six", "seven"})
+	addConversation(t, s, other.ID, "c", conversation.TypeWhatsApp, at, []string{"eight", "nine"})
+	cases := []struct {
+		name, workspace, conv, after string
+		limit                        int
+		want                         []string
+	}{
+		{"the rest, oldest first", ws.ID, "a", "a-1", 10, []string{"a-2", "a-3", "a-4"}},
+		{"bounded", ws.ID, "a", "a-0", 2, []string{"a-1", "a-2"}},
+		{"after the last", ws.ID, "a", "a-4", 10, nil},
+		{"a message of another conversation", ws.ID, "a", "b-0", 10, nil},
+		{"an unknown message", ws.ID, "a", "nope", 10, nil},
+		{"another workspace's conversation", ws.ID, "c", "c-0", 10, nil},
+		{"that workspace sees its own", other.ID, "c", "c-0", 10, []string{"c-1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.MessagesAfter(ctx, tc.workspace, tc.conv, tc.after, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, m := range got {
+				ids = append(ids, m.ID)
+				if m.ConversationID != tc.conv {
+					t.Fatalf("message %s of conversation %q", m.ID, m.ConversationID)
+				}
+			}
+			if !slices.Equal(ids, tc.want) {
+				t.Fatalf("got %v, want %v", ids, tc.want)
+			}
+		})
+	}
+}

@@ -114,8 +114,8 @@ func (w *replyWorker) Work(ctx context.Context, job *river.Job[ReplyArgs]) error
 		return jobs.Cancel(fmt.Errorf("reply: message %s: %w", a.MessageID, err))
 	}
 	// A burst of one customer's messages queues a job each; the last one's marks the chat read and
-	// answers them all. Tell that cheaply, before the read receipt and the history (the checks
-	// below decide the same, for a trigger within the last 200 messages).
+	// answers them all. Tell that cheaply, before the read receipt and what followed the trigger
+	// (the checks below decide the same).
 	if superseded, err := s.Repo.CustomerMessageSuperseded(ctx, a.WorkspaceID, a.ConversationID, a.MessageID); err == nil && superseded {
 		return nil
 	}
@@ -124,27 +124,21 @@ func (w *replyWorker) Work(ctx context.Context, job *river.Job[ReplyArgs]) error
 			s.log().Warn("whatsapp: mark as read failed", "sender", x.ID, "err", err)
 		}
 	}
-	history, err := s.Conversations.Messages(ctx, a.WorkspaceID, a.ConversationID, 200)
+	// Only what came after the trigger matters here (the assistant reads its own history): reading
+	// the conversation's latest 200 messages, twice, was 72% of a reply job's CPU in a burst.
+	later, err := s.Repo.MessagesAfter(ctx, a.WorkspaceID, a.ConversationID, a.MessageID, replyLookahead)
 	if err != nil {
 		return err
 	}
-	pos := -1
-	for i, m := range history {
-		if m.ID == a.MessageID {
-			pos = i
-		}
-	}
 	answered, laterCustomer := false, false
-	if pos >= 0 {
-		for _, m := range history[pos+1:] {
-			switch {
-			case m.Role == conversation.RoleUser && Answerable(m.Type):
-				laterCustomer = true
-			case m.Role == conversation.RoleAssistant && m.IsAnswer():
-				// A bare tool round is not an answer: a turn cut off after it (a crash) must run
-				// again to produce the reply.
-				answered = true
-			}
+	for _, m := range later {
+		switch {
+		case m.Role == conversation.RoleUser && Answerable(m.Type):
+			laterCustomer = true
+		case m.Role == conversation.RoleAssistant && m.IsAnswer():
+			// A bare tool round is not an answer: a turn cut off after it (a crash) must run
+			// again to produce the reply.
+			answered = true
 		}
 	}
 	if laterCustomer && !answered {
@@ -154,23 +148,23 @@ func (w *replyWorker) Work(ctx context.Context, job *river.Job[ReplyArgs]) error
 		if _, err := s.Conversations.Answer(ctx, a.WorkspaceID, a.ConversationID); err != nil {
 			return fmt.Errorf("answer: %w", err)
 		}
-		if history, err = s.Conversations.Messages(ctx, a.WorkspaceID, a.ConversationID, 200); err != nil {
+		if later, err = s.Repo.MessagesAfter(ctx, a.WorkspaceID, a.ConversationID, a.MessageID, replyLookahead); err != nil {
 			return err
 		}
 	}
-	return s.queueAnswers(ctx, a.WorkspaceID, a.ConversationID, a.MessageID, history)
+	return s.queueAnswers(ctx, a.WorkspaceID, a.ConversationID, later)
 }
 
-// queueAnswers queues the sending of the assistant's unsent messages after the message afterID.
-func (s *Service) queueAnswers(ctx context.Context, ws, convID, afterID string, history []*conversation.Message) error {
-	seen := afterID == ""
+// replyLookahead bounds how many of the messages after a reply's trigger it reads: an answer and
+// its sends are a few, and a later customer message among them means another job answers.
+const replyLookahead = 200
+
+// queueAnswers queues the sending of the assistant's unsent messages among later (those after a
+// reply's trigger).
+func (s *Service) queueAnswers(ctx context.Context, ws, convID string, later []*conversation.Message) error {
 	var pending []*conversation.Message
-	for _, m := range history {
-		if m.ID == afterID {
-			seen = true
-			continue
-		}
-		if !seen || m.Role != conversation.RoleAssistant || m.Direction != conversation.Outbound || m.Text == "" {
+	for _, m := range later {
+		if m.Role != conversation.RoleAssistant || m.Direction != conversation.Outbound || m.Text == "" {
 			continue
 		}
 		if m.ExternalID == "" && m.Status == "" {

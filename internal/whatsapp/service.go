@@ -41,6 +41,7 @@ type Repository interface {
 	MessagePayload(ctx context.Context, workspaceID, messageID string) (string, error)
 	MessageByID(ctx context.Context, workspaceID, conversationID, messageID string) (*conversation.Message, error)
 	CustomerMessageSuperseded(ctx context.Context, workspaceID, conversationID, messageID string) (bool, error)
+	MessagesAfter(ctx context.Context, workspaceID, conversationID, afterID string, limit int) ([]*conversation.Message, error)
 	SetMessageStatusTx(tx *sql.Tx, workspaceID, messageID, status string, msgErr *conversation.MessageError, from []string) (bool, error)
 }
 
