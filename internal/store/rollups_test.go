@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-hq/parley/internal/auth"
 	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/metrics"
 )
@@ -19,10 +18,7 @@ import (
 func TestDailyRollupsMatchHourly(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ws := testWorkspace(t, s, "ws1", "one")
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC) // a Sunday
 	types := []conversation.Type{conversation.TypeAPI, conversation.TypeWidget}
 	for i := 0; i < 120; i++ {

@@ -68,10 +68,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 func seedConversation(t testing.TB, s *Store) (*conversation.Conversation, string) {
 	t.Helper()
 	ctx := context.Background()
-	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ws := testWorkspace(t, s, "ws1", "one")
 	now := time.Now().UTC()
 	c := &conversation.Conversation{ID: "c1", WorkspaceID: ws.ID, Type: conversation.TypeWhatsApp, Status: conversation.StatusActive, CustomerID: "15551234567", LastMessageAt: now, CreatedAt: now, UpdatedAt: now}
 	if err := s.CreateConversation(ctx, c, nil); err != nil {
@@ -220,10 +217,7 @@ func TestTextPlansAgree(t *testing.T) {
 func seedTextSearch(t *testing.T, s *Store) auth.Workspace {
 	t.Helper()
 	ctx := context.Background()
-	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ws := testWorkspace(t, s, "ws1", "one")
 	texts := []string{"where is my delivery", "refund please", "delivery was late, refund", "hello", "Délivery in Lisbon", "c1 c2 conv"}
 	base := time.Now().UTC().Add(-time.Hour)
 	for i := 0; i < 60; i++ {
@@ -394,7 +388,7 @@ func TestFullTextRekeyedOnUpgrade(t *testing.T) {
 func TestExportMissesNothingWhileConversationsChange(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	ws, _ := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	ws := testWorkspace(t, s, "ws1", "one")
 	base := time.Now().UTC().Add(-time.Hour)
 	const n = 3 * exportBatch
 	for i := 0; i < n; i++ {
@@ -461,7 +455,7 @@ func TestNoStatisticsOnAnEmptyDatabase(t *testing.T) {
 func TestExportPagesBoundedByMessages(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	ws, _ := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	ws := testWorkspace(t, s, "ws1", "one")
 	base := time.Now().UTC().Add(-time.Hour)
 	sizes := []int{1, exportPageMessages + 5, 400, 400, 400, 1, exportPageMessages, 3}
 	want := 0
@@ -542,7 +536,7 @@ func TestExportPagesBoundedByMessages(t *testing.T) {
 func BenchmarkListCommonWordPastNonMatching(b *testing.B) {
 	s := openTest(b)
 	ctx := context.Background()
-	ws, _ := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
+	ws := testWorkspace(b, s, "ws1", "one")
 	base := time.Now().UTC().Add(-time.Hour)
 	add := func(i int, text string) {
 		texts := make([]string, 10)
@@ -667,10 +661,7 @@ func TestFailedStatementLeavesItsBatch(t *testing.T) {
 func TestTextPlanFollowsMatches(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ws := testWorkspace(t, s, "ws1", "one")
 	base := time.Now().UTC().Add(-time.Hour)
 	// 80 conversations of 200 messages: "gamma" in every message, "beta" in every second message
 	// of every other conversation, "alpha" in a few.
@@ -688,10 +679,7 @@ func TestTextPlanFollowsMatches(t *testing.T) {
 		addConversation(t, s, ws.ID, fmt.Sprint("c", i), conversation.TypeAPI, base.Add(time.Duration(i)*time.Second), texts)
 	}
 	// Another workspace's conversations with every word, newest of all: no plan may show them.
-	other, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws2", Slug: "two", Name: "two", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := testWorkspace(t, s, "ws2", "two")
 	for i := 0; i < 5; i++ {
 		addConversation(t, s, other.ID, fmt.Sprint("other", i), conversation.TypeAPI, time.Now().UTC(), []string{"alpha beta gamma"})
 	}
@@ -754,14 +742,8 @@ func addConversation(t testing.TB, s *Store, workspaceID, id string, typ convers
 func TestMessagesAfter(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	ws, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws1", Slug: "one", Name: "one", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := s.EnsureWorkspace(ctx, auth.Workspace{ID: "ws2", Slug: "two", Name: "two", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ws := testWorkspace(t, s, "ws1", "one")
+	other := testWorkspace(t, s, "ws2", "two")
 	at := time.Now().UTC().Add(-time.Hour)
 	addConversation(t, s, ws.ID, "a", conversation.TypeWhatsApp, at, []string{"one", "two", "three", "four", "five"})
 	addConversation(t, s, ws.ID, "b", conversation.TypeWhatsApp, at, []string{"six", "seven"})
@@ -797,4 +779,14 @@ func TestMessagesAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testWorkspace creates (or finds) the workspace id with slug as its slug and name.
+func testWorkspace(t testing.TB, s *Store, id, slug string) auth.Workspace {
+	t.Helper()
+	ws, err := s.EnsureWorkspace(context.Background(), auth.Workspace{ID: id, Slug: slug, Name: slug, CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws
 }
