@@ -393,13 +393,32 @@ func TestDrainerHoldsOffDuringABurst(t *testing.T) {
 	}
 }
 
-// After a take the drainer rests burstRest times as long as the take took.
-func TestDrainerRestsInProportionToItsTake(t *testing.T) {
-	s := &Service{}
+// After a take during which more deliveries were kept than it processed, the drainer rests
+// burstRest times as long as the take took; after one that kept up, not at all.
+func TestDrainerRestsOnlyWhileOutpaced(t *testing.T) {
 	start := time.Now()
 	end := start.Add(40 * time.Millisecond)
-	s.rested(start, end)
-	if got, want := time.Unix(0, s.box.restUntil).Sub(end), burstRest*40*time.Millisecond; got != want {
-		t.Fatalf("rests %v after the take, want %v", got, want)
+	cases := []struct {
+		name          string
+		before, after int64
+		rest          time.Duration
+	}{
+		{"outpaced: the backlog grew", 500, 620, burstRest * 40 * time.Millisecond},
+		{"keeping up: the backlog shrank", 500, 400, 0},
+		{"level", 500, 500, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Service{}
+			s.box.restUntil = start.Add(time.Hour).UnixNano() // an earlier rest is replaced
+			s.tookFrom(start, end, tc.before, tc.after)
+			var got time.Duration
+			if s.box.restUntil != 0 {
+				got = time.Unix(0, s.box.restUntil).Sub(end)
+			}
+			if got != tc.rest {
+				t.Fatalf("rests %v after the take, want %v", got, tc.rest)
+			}
+		})
 	}
 }
