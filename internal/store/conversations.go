@@ -1280,16 +1280,20 @@ func (s *Store) MessagesByID(ctx context.Context, workspaceID, conversationID st
 	return collectMessages(rows, conversationID)
 }
 
-// MessagesAfter returns up to limit messages of a conversation that came after the message
-// afterID, oldest first (none when afterID is not one of its messages). A reply job reads what
-// followed its trigger this way, instead of the conversation's latest few hundred messages.
+// MessagesAfter returns a conversation's messages stored after afterID, oldest first, at most
+// limit (0: all). An afterID that is not one of its messages ("" included) returns them from the
+// first. A reply job reads what followed its trigger this way, and the widget what a visitor has
+// not seen.
 func (s *Store) MessagesAfter(ctx context.Context, workspaceID, conversationID, afterID string, limit int) ([]*conversation.Message, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
-		WHERE c.id = $1 AND c.workspace_id = $2
-		AND m.pk > (SELECT t.pk FROM messages t WHERE t.id = $3 AND t.conversation_pk = c.pk) ORDER BY m.pk`+limitSQL(limit),
-		conversationID, workspaceID, afterID)
+	q := `SELECT ` + messageColumns + ` FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+		WHERE c.id = $1 AND c.workspace_id = $2 AND m.pk > COALESCE((SELECT p.pk FROM messages p WHERE p.id = $3 AND p.conversation_pk = c.pk), 0)
+		ORDER BY m.pk`
+	if limit > 0 {
+		q += limitSQL(limit)
+	}
+	rows, err := s.read.QueryContext(ctx, q, conversationID, workspaceID, afterID)
 	if err != nil {
-		return nil, fmt.Errorf("messages after %s: %w", afterID, err)
+		return nil, fmt.Errorf("messages after %q: %w", afterID, err)
 	}
 	defer rows.Close()
 	return collectMessages(rows, conversationID)

@@ -196,15 +196,7 @@ func (s *Store) TouchWidgetSession(ctx context.Context, tokenHash string, at tim
 }
 
 // WidgetMessagesAfter returns a conversation's messages stored after afterID ("" for all), oldest
-// first, at most limit. An afterID that is not a message of the conversation returns them all.
+// first, at most limit (MessagesAfter).
 func (s *Store) WidgetMessagesAfter(ctx context.Context, workspaceID, conversationID, afterID string, limit int) ([]*conversation.Message, error) {
-	q := `SELECT ` + messageColumns + ` FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
-		WHERE c.id = $1 AND c.workspace_id = $2 AND m.pk > COALESCE((SELECT p.pk FROM messages p WHERE p.id = $3 AND p.conversation_pk = c.pk), 0)
-		ORDER BY m.pk` + limitSQL(limit)
-	rows, err := s.read.QueryContext(ctx, q, conversationID, workspaceID, afterID)
-	if err != nil {
-		return nil, fmt.Errorf("widget messages: %w", err)
-	}
-	defer rows.Close()
-	return collectMessages(rows, conversationID)
+	return s.MessagesAfter(ctx, workspaceID, conversationID, afterID, limit)
 }

@@ -148,9 +148,17 @@ func (w *replyWorker) Work(ctx context.Context, job *river.Job[ReplyArgs]) error
 		if _, err := s.Conversations.Answer(ctx, a.WorkspaceID, a.ConversationID); err != nil {
 			return fmt.Errorf("answer: %w", err)
 		}
-		if later, err = s.Repo.MessagesAfter(ctx, a.WorkspaceID, a.ConversationID, a.MessageID, replyLookahead); err != nil {
+		// The answer comes after what was read: read on from the last of it, so that a trigger
+		// followed by replyLookahead messages that are no answer still gets its answer sent.
+		anchor := a.MessageID
+		if len(later) > 0 {
+			anchor = later[len(later)-1].ID
+		}
+		more, err := s.Repo.MessagesAfter(ctx, a.WorkspaceID, a.ConversationID, anchor, replyLookahead)
+		if err != nil {
 			return err
 		}
+		later = append(later, more...)
 	}
 	return s.queueAnswers(ctx, a.WorkspaceID, a.ConversationID, later)
 }
