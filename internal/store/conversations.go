@@ -942,6 +942,13 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 	probe := query.Probe()
 	var found []int64
 	batchSize := f.Limit + 1
+	// Text and dates only: the activity index covers the walk (signatures and counts); since the
+	// narrow conversations_recent exists, say so rather than leave it to the planner's estimates.
+	// Other filters walk their own index and read the rows.
+	walkIndex := ""
+	if activityOnly(rest) {
+		walkIndex = " INDEXED BY conversations_activity"
+	}
 	for len(found) <= f.Limit {
 		var q sqlBuilder
 		where := s.filterWhere(&q, workspaceID, rest)
@@ -950,7 +957,7 @@ func (s *Store) listWalk(ctx context.Context, workspaceID string, f conversation
 		}
 		type candidate struct{ pk, count int64 }
 		var maybe []candidate
-		err := s.readRaw(ctx, `SELECT c.pk, c.last_message_at, c.message_count FROM conversations c WHERE `+where+` AND `+mayHold(&q, probe)+
+		err := s.readRaw(ctx, `SELECT c.pk, c.last_message_at, c.message_count FROM conversations c`+walkIndex+` WHERE `+where+` AND `+mayHold(&q, probe)+
 			` ORDER BY c.last_message_at DESC, c.pk DESC`+limitSQL(batchSize), q.args, func(v []driver.Value) error {
 			afterPK, afterAt = valueInt(v[0]), valueInt(v[1])
 			maybe = append(maybe, candidate{afterPK, valueInt(v[2])})
