@@ -853,9 +853,8 @@ func convRows(pk int64) (lo, hi int64) { return pk << 32, pk<<32 | 0xFFFFFFFF }
 // The bounds sit where the costs cross: ~2,800 matches (~14 ms either way, the slowest search,
 // when the members plan walked the activity index; set ~8 ms and members ~7 ms over the narrow one
 // on a faster machine) and ~16,000 (~9 ms). planMembers walks the list order whatever else the
-// filter asks, so
-// it is for searches filtered by dates at most: a filter the index does not hold (a customer, an
-// assistant) makes the set plan cheaper.
+// filter asks, so it is for searches filtered by dates at most: a filter the index does not hold
+// (a customer, an assistant) makes the set plan cheaper.
 type textPlanKind int
 
 const (

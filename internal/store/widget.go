@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/parley-hq/parley/internal/conversation"
 	"github.com/parley-hq/parley/internal/widget"
 )
 
@@ -193,10 +192,4 @@ func (s *Store) TouchWidgetSession(ctx context.Context, tokenHash string, at tim
 		_, err := tx.Exec(`UPDATE widget_sessions SET last_seen_at = $1 WHERE token_hash = $2`, ms(at), tokenHash)
 		return err
 	})
-}
-
-// WidgetMessagesAfter returns a conversation's messages stored after afterID ("" for all), oldest
-// first, at most limit (MessagesAfter).
-func (s *Store) WidgetMessagesAfter(ctx context.Context, workspaceID, conversationID, afterID string, limit int) ([]*conversation.Message, error) {
-	return s.MessagesAfter(ctx, workspaceID, conversationID, afterID, limit)
 }

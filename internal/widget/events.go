@@ -84,7 +84,7 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) error {
 	backlog := func() bool {
 		from := lastID
 		for {
-			msgs, err := s.Repo.WidgetMessagesAfter(r.Context(), se.WorkspaceID, c.ID, from, backlogPage)
+			msgs, err := s.Repo.MessagesAfter(r.Context(), se.WorkspaceID, c.ID, from, backlogPage)
 			if err != nil {
 				s.Log.WarnContext(r.Context(), "widget: event backlog", "conversation", c.ID, "err", err)
 				return false

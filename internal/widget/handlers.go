@@ -602,7 +602,7 @@ func (s *Service) listMessages(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	msgs, err := s.Repo.WidgetMessagesAfter(r.Context(), se.WorkspaceID, c.ID, r.URL.Query().Get("after"), limit+1)
+	msgs, err := s.Repo.MessagesAfter(r.Context(), se.WorkspaceID, c.ID, r.URL.Query().Get("after"), limit+1)
 	if err != nil {
 		return err
 	}

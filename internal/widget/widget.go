@@ -102,9 +102,9 @@ type Repository interface {
 	CreateWidgetSession(ctx context.Context, s *Session) error
 	WidgetSession(ctx context.Context, tokenHash string) (*Session, error)
 	TouchWidgetSession(ctx context.Context, tokenHash string, at time.Time) error
-	// WidgetMessagesAfter returns the conversation's messages stored after the message afterID
+	// MessagesAfter returns the conversation's messages stored after the message afterID
 	// ("" for all), oldest first, at most limit.
-	WidgetMessagesAfter(ctx context.Context, workspaceID, conversationID, afterID string, limit int) ([]*conversation.Message, error)
+	MessagesAfter(ctx context.Context, workspaceID, conversationID, afterID string, limit int) ([]*conversation.Message, error)
 }
 
 // InputError is bad input from the API or a visitor: a field and a sentence.
