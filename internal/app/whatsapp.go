@@ -53,7 +53,7 @@ func init() {
 				return nil
 			}
 			err := svc.StopDrainer(ctx)
-			if ib, ok := a.Extra["whatsapp_inbox"].(*store.Store); ok && ib != a.Store {
+			if ib, ok := a.Extra["whatsapp_inbox"].(*store.InboxLog); ok {
 				err = errors.Join(err, ib.Close())
 			}
 			return err
@@ -91,10 +91,7 @@ func setupWhatsApp(ctx context.Context, a *App) ([]server.Mount, error) {
 	if !ok {
 		return nil, nil
 	}
-	inbox, err := store.OpenWAInbox(ctx, a.Store, a.Config.DB)
-	if err != nil {
-		return nil, err
-	}
+	inbox := store.OpenWAInbox(a.Store, a.Config.DB, a.Config.Log)
 	a.Extra["whatsapp_inbox"] = inbox
 	svc := &whatsapp.Service{
 		Repo: a.Store, Inbox: inbox, Box: a.Secrets, Conversations: a.Conversations, Jobs: q, Blobs: a.Blobs, Log: a.Config.Log,

@@ -42,18 +42,12 @@ type Store struct {
 	// item collects the deferred work of the write running now on the SQLite writer goroutine
 	// (nil elsewhere, and always on PostgreSQL).
 	item *deferred
-	// linger is how long the writer waits for more writes to join a group commit (0: it commits
-	// what is queued at once). Set for stores of small, frequent writes (the WhatsApp inbox).
-	linger time.Duration
 }
 
 type writeReq struct {
-	ctx context.Context
-	fn  func(tx *sql.Tx) error
-	// oneStatement marks fn as a single statement, which needs no savepoint in a group commit:
-	// SQLite undoes a failed statement's changes by itself.
-	oneStatement bool
-	errc         chan error
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	errc chan error
 }
 
 // maxBatch bounds how many writes one group commit carries, so one transaction never grows unbounded.
@@ -153,26 +147,16 @@ func (s *Store) Ping(ctx context.Context) error {
 // transaction and one fsync; each runs inside its own savepoint, so one write's failure undoes only
 // that write. fn may be retried never; it must not keep tx after returning.
 func (s *Store) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return s.enqueue(ctx, fn, false)
-}
-
-// WriteStatement is Write for one statement: in a group commit it runs without the savepoint each
-// other write gets (two statements more), for small writes that arrive by the thousand (a burst's
-// kept deliveries).
-func (s *Store) WriteStatement(ctx context.Context, query string, args ...any) error {
-	return s.enqueue(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(query, args...)
-		return err
-	}, true)
+	return s.enqueue(ctx, fn)
 }
 
 // enqueue hands fn to the writer (PostgreSQL: runs it in a transaction of its own) and waits for
 // its outcome.
-func (s *Store) enqueue(ctx context.Context, fn func(tx *sql.Tx) error, oneStatement bool) error {
+func (s *Store) enqueue(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if s.writes == nil {
 		return s.writeDirect(ctx, fn)
 	}
-	req := &writeReq{ctx: ctx, fn: fn, oneStatement: oneStatement, errc: make(chan error, 1)}
+	req := &writeReq{ctx: ctx, fn: fn, errc: make(chan error, 1)}
 	select {
 	case s.writes <- req:
 	case <-ctx.Done():
@@ -188,29 +172,17 @@ func (s *Store) writer() {
 	batch := make([]*writeReq, 0, maxBatch)
 	for first := range s.writes {
 		batch = append(batch[:0], first)
-		var wait <-chan time.Time
-		if s.linger > 0 {
-			wait = time.After(s.linger)
-		}
 	drain:
 		for len(batch) < maxBatch {
-			var r *writeReq
-			ok := false
-			if wait == nil {
-				select {
-				case r, ok = <-s.writes:
-				default:
+			select {
+			case r, ok := <-s.writes:
+				if !ok {
+					break drain
 				}
-			} else {
-				select {
-				case r, ok = <-s.writes:
-				case <-wait:
-				}
-			}
-			if !ok {
+				batch = append(batch, r)
+			default:
 				break drain
 			}
-			batch = append(batch, r)
 		}
 		s.commitBatch(batch)
 	}
@@ -242,7 +214,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 			results[i] = err
 			continue
 		}
-		if single || r.oneStatement {
+		if single {
 			results[i] = run(r)
 			continue
 		}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"path/filepath"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -12,45 +12,23 @@ import (
 	"github.com/parley-hq/parley/internal/whatsapp"
 )
 
-// OpenWAInbox opens where kept WhatsApp deliveries live. On SQLite that is a database file of its
-// own beside the main one (parley.db → parley-inbox.db), with its own writer: acknowledging a
-// delivery during a burst never waits behind the main writer, which is busy storing the burst's
-// messages and answers. Storing a kept delivery's messages and deleting it are idempotent steps in
-// that order, so they need no shared transaction. On PostgreSQL (no single writer) the main store
-// holds the table and main is returned.
-func OpenWAInbox(ctx context.Context, main *Store, dsn string) (*Store, error) {
+// OpenWAInbox returns where kept WhatsApp deliveries live. On SQLite that is a log of its own
+// beside the database (InboxLog): acknowledging a delivery during a burst never waits behind the
+// main writer, which is busy storing the burst's messages and answers. Storing a kept delivery's
+// messages and marking it done are idempotent steps in that order, so they need no shared
+// transaction. On PostgreSQL (no single writer) the main store holds the wa_inbox table and main
+// is returned. Close what is returned when it is not main.
+func OpenWAInbox(main *Store, dsn string, log *slog.Logger) whatsapp.InboxRepository {
 	if main.dialect != "sqlite" {
-		return main, nil
+		return main
 	}
-	path := SQLitePath(dsn)
-	ext := filepath.Ext(path)
-	ib, err := openSQLite("sqlite://" + strings.TrimSuffix(path, ext) + "-inbox" + ext)
-	if err != nil {
-		return nil, fmt.Errorf("open whatsapp inbox: %w", err)
-	}
-	ib.linger = inboxLinger
-	if _, err := ib.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS wa_inbox (
-		id INTEGER PRIMARY KEY,
-		phone_number_ids TEXT NOT NULL,
-		body BLOB NOT NULL,
-		received_at INTEGER NOT NULL
-	)`); err != nil {
-		ib.Close()
-		return nil, fmt.Errorf("open whatsapp inbox: %w", err)
-	}
-	return ib, nil
+	return NewInboxLog(SQLitePath(dsn), log)
 }
 
-// inboxLinger is how long the inbox's writer waits for more deliveries to join a commit. Each is
-// one small insert, so the commit is most of a delivery's cost there: during a burst the commits
-// were 1.6 s of the server's 10 s of CPU. Measured acknowledgements with the drain held off (32
-// clients, 10M messages): none 16.2k msg/s (65 µs of server CPU each: a commit per few), 50 µs
-// 21.5k, 100 µs 22.7k, 200 µs 20.7k, 300 µs 20.1k, 1 ms 13.0k (each client waits out the linger).
-const inboxLinger = 100 * time.Microsecond
-
-// AddWAInbox keeps a verified WhatsApp delivery, as it came, to be processed after its 200.
+// AddWAInbox keeps a verified WhatsApp delivery, as it came, to be processed after its 200
+// (PostgreSQL; SQLite keeps them in an InboxLog).
 func (s *Store) AddWAInbox(ctx context.Context, phoneNumberIDs []string, body []byte, at time.Time) error {
-	err := s.WriteStatement(ctx, `INSERT INTO wa_inbox (phone_number_ids, body, received_at) VALUES ($1, $2, $3)`,
+	_, err := s.write.ExecContext(ctx, `INSERT INTO wa_inbox (phone_number_ids, body, received_at) VALUES ($1, $2, $3)`,
 		strings.Join(phoneNumberIDs, ","), body, ms(at))
 	if err != nil {
 		return fmt.Errorf("keep whatsapp delivery: %w", err)
@@ -70,43 +48,28 @@ func (s *Store) CountWAInbox(ctx context.Context) (int64, error) {
 // maxInboxTake bounds one TakeWAInbox (written into the SQL: a bound LIMIT makes SQLite recompile).
 const maxInboxTake = 128
 
-var takeInboxSQL = `SELECT id, phone_number_ids, body, received_at FROM wa_inbox ORDER BY id LIMIT ` + strconv.Itoa(maxInboxTake)
+var takeInboxSQL = `SELECT id, phone_number_ids, body, received_at FROM wa_inbox ORDER BY id LIMIT ` + strconv.Itoa(maxInboxTake) + ` FOR UPDATE SKIP LOCKED`
 
 // TakeWAInbox hands the oldest kept deliveries (at most maxInboxTake) to process, which returns
-// the ids of those it finished; those are deleted, the rest stay for the next call. On PostgreSQL
-// the rows stay locked (SKIP LOCKED) while they are processed, so several instances share the inbox
-// without working on the same delivery; on SQLite one process owns the database, and the caller
-// runs one drainer.
+// the ids of those it finished; those are deleted, the rest stay for the next call. The rows stay
+// locked (SKIP LOCKED) while they are processed, so several instances share the inbox without
+// working on the same delivery.
 func (s *Store) TakeWAInbox(ctx context.Context, process func([]whatsapp.InboxItem) ([]int64, error)) (int, error) {
-	q := takeInboxSQL
-	if s.dialect == "postgres" {
-		tx, err := s.write.BeginTx(ctx, nil)
-		if err != nil {
-			return 0, fmt.Errorf("take kept whatsapp deliveries: %w", err)
-		}
-		defer tx.Rollback()
-		items, err := scanInbox(tx.QueryContext(ctx, q+` FOR UPDATE SKIP LOCKED`))
-		if err != nil {
-			return 0, err
-		}
-		done, perr := process(items)
-		if err := deleteInbox(ctx, tx, done); err != nil {
-			return 0, err
-		}
-		if err := tx.Commit(); err != nil {
-			return 0, fmt.Errorf("take kept whatsapp deliveries: commit: %w", err)
-		}
-		return len(done), perr
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("take kept whatsapp deliveries: %w", err)
 	}
-	items, err := scanInbox(s.read.QueryContext(ctx, q))
+	defer tx.Rollback()
+	items, err := scanInbox(tx.QueryContext(ctx, takeInboxSQL))
 	if err != nil {
 		return 0, err
 	}
 	done, perr := process(items)
-	if len(done) > 0 {
-		if err := s.Write(ctx, func(tx *sql.Tx) error { return deleteInbox(ctx, tx, done) }); err != nil {
-			return 0, err
-		}
+	if err := deleteInbox(ctx, tx, done); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("take kept whatsapp deliveries: commit: %w", err)
 	}
 	return len(done), perr
 }
