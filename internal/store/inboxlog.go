@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"database/sql"
@@ -48,6 +49,7 @@ type InboxLog struct {
 	openErr  error
 	lock     *os.File
 	appends  chan *inboxAppend
+	rotate   chan struct{} // the drainer finished everything written: start a new segment
 	wdone    chan struct{}
 	closed   atomic.Bool
 	waiting  atomic.Int64 // records not done yet
@@ -90,6 +92,10 @@ const (
 	inboxHeaderBytes  = 8        // payload length, CRC-32C of the payload
 	inboxFixedBytes   = 18       // id, received at (unix ms), length of the phone number ids
 	maxInboxAppends   = 1024     // deliveries written at most with one write(2)
+	maxInboxRecord    = inboxFixedBytes + 1<<16 + whatsapp.MaxDeliveryBytes
+	// inboxRotateBytes: once everything in a segment this large is done, the writer starts a new
+	// one, so the finished one can go (and a restart need not read it).
+	inboxRotateBytes = 1 << 20
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -150,6 +156,7 @@ func (l *InboxLog) open() error {
 		return err
 	}
 	l.appends = make(chan *inboxAppend, maxInboxAppends)
+	l.rotate = make(chan struct{}, 1)
 	l.wdone = make(chan struct{})
 	go l.writer()
 	ok = true
@@ -179,28 +186,12 @@ func (l *InboxLog) scan() error {
 	kept := l.segs[:0]
 	for _, seg := range l.segs {
 		l.nextID = max(l.nextID, seg.first)
-		f, err := os.Open(seg.path)
+		off, live, err := l.scanSegment(seg)
 		if err != nil {
 			return err
 		}
-		var off int64
-		for {
-			rec, n, err := readInboxRecord(f, off)
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					l.log.Warn("whatsapp inbox: torn record cut off (written by a crash, never acknowledged)", "segment", seg.path, "offset", off, "err", err)
-				}
-				break
-			}
-			off += n
-			l.nextID = max(l.nextID, rec.ID+1)
-			if rec.ID >= l.checkpoint {
-				l.waiting.Add(1)
-			}
-		}
-		f.Close()
 		seg.size = off
-		if off == 0 { // nothing was written to it (or only a torn record): every run starts its own
+		if live == 0 { // all done, or nothing written to it: this run writes a segment of its own
 			if err := os.Remove(seg.path); err != nil {
 				return err
 			}
@@ -211,11 +202,70 @@ func (l *InboxLog) scan() error {
 				return err
 			}
 		}
+		l.waiting.Add(live)
 		kept = append(kept, seg)
 	}
 	l.segs = kept
 	l.dropDone()
 	return nil
+}
+
+// scanSegment reads a segment's records in order and returns where the last good one ends and how
+// many of them are not done.
+// Those below the checkpoint were processed already: their headers are enough (a segment of a
+// long burst is read in milliseconds); the rest are read whole and checked, and counted.
+func (l *InboxLog) scanSegment(seg *inboxSegment) (end, live int64, err error) {
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	br := bufio.NewReaderSize(f, 256<<10)
+	var off int64
+	var payload []byte
+	for {
+		head, err := br.Peek(inboxHeaderBytes + 8)
+		if len(head) == 0 && errors.Is(err, io.EOF) {
+			return off, live, nil
+		}
+		torn := func(why string) (int64, int64, error) {
+			l.log.Warn("whatsapp inbox: torn record cut off (written by a crash, never acknowledged)", "segment", seg.path, "offset", off, "why", why)
+			return off, live, nil
+		}
+		if len(head) < inboxHeaderBytes+8 {
+			return torn("header cut short")
+		}
+		size := int64(binary.LittleEndian.Uint32(head[:4]))
+		id := int64(binary.LittleEndian.Uint64(head[inboxHeaderBytes:]))
+		if size < inboxFixedBytes || size > maxInboxRecord || off+inboxHeaderBytes+size > st.Size() {
+			return torn(fmt.Sprintf("record of %d bytes", size))
+		}
+		if id < l.checkpoint {
+			if _, err := br.Discard(int(inboxHeaderBytes + size)); err != nil {
+				return 0, 0, err
+			}
+		} else {
+			var hdr [inboxHeaderBytes]byte
+			copy(hdr[:], head)
+			payload = slices.Grow(payload[:0], int(size))[:size]
+			if _, err := br.Discard(inboxHeaderBytes); err != nil {
+				return 0, 0, err
+			}
+			if _, err := io.ReadFull(br, payload); err != nil {
+				return torn(err.Error())
+			}
+			if _, err := decodeInboxRecord(hdr, payload); err != nil {
+				return torn(err.Error())
+			}
+			live++
+		}
+		l.nextID = max(l.nextID, id+1)
+		off += inboxHeaderBytes + size
+	}
 }
 
 // importLegacy moves the deliveries kept by a version before the log (a SQLite database of their
@@ -342,7 +392,22 @@ func (l *InboxLog) writer() {
 	defer close(l.wdone)
 	batch := make([]*inboxAppend, 0, maxInboxAppends)
 	var buf []byte
-	for first := range l.appends {
+	for {
+		var first *inboxAppend
+		select {
+		case r, ok := <-l.appends:
+			if !ok {
+				return
+			}
+			first = r
+		case <-l.rotate:
+			if l.wseg.size >= inboxRotateBytes {
+				if err := l.startSegment(l.nextID); err != nil {
+					l.log.Warn("whatsapp inbox: new segment not started", "err", err)
+				}
+			}
+			continue
+		}
 		batch = append(batch[:0], first)
 	more:
 		for len(batch) < maxInboxAppends {
@@ -403,30 +468,38 @@ func appendInboxRecord(buf []byte, id, at int64, phones string, body []byte) []b
 	return buf
 }
 
-// readInboxRecord reads the record at off and returns it with its length in the file; io.EOF at
-// the end, another error for a record cut short or damaged.
-func readInboxRecord(f *os.File, off int64) (inboxRecord, int64, error) {
-	var hdr [inboxHeaderBytes]byte
-	if n, err := f.ReadAt(hdr[:], off); n < len(hdr) {
-		if n == 0 && errors.Is(err, io.EOF) {
-			return inboxRecord{}, 0, io.EOF
-		}
+// readInboxRecord reads the record at off and returns it with its length in the file. Of a record
+// whose id is below skipBelow (done already) only the id is read and returned.
+func readInboxRecord(f *os.File, off, skipBelow int64) (inboxRecord, int64, error) {
+	var head [inboxHeaderBytes + 8]byte
+	if n, err := f.ReadAt(head[:], off); n < len(head) {
 		return inboxRecord{}, 0, fmt.Errorf("header cut short: %w", err)
 	}
-	size := int64(binary.LittleEndian.Uint32(hdr[:4]))
-	if size < inboxFixedBytes || size > 2*whatsapp.MaxDeliveryBytes {
+	size := int64(binary.LittleEndian.Uint32(head[:4]))
+	if size < inboxFixedBytes || size > maxInboxRecord {
 		return inboxRecord{}, 0, fmt.Errorf("bad record length %d", size)
 	}
+	if id := int64(binary.LittleEndian.Uint64(head[inboxHeaderBytes:])); id < skipBelow {
+		return inboxRecord{ID: id}, inboxHeaderBytes + size, nil
+	}
+	hdr := [inboxHeaderBytes]byte(head[:inboxHeaderBytes])
 	payload := make([]byte, size)
 	if n, err := f.ReadAt(payload, off+inboxHeaderBytes); int64(n) < size {
 		return inboxRecord{}, 0, fmt.Errorf("record cut short: %w", err)
 	}
+	rec, err := decodeInboxRecord(hdr, payload)
+	return rec, inboxHeaderBytes + size, err
+}
+
+// decodeInboxRecord checks a record's payload against its header and decodes it; the record
+// keeps payload.
+func decodeInboxRecord(hdr [inboxHeaderBytes]byte, payload []byte) (inboxRecord, error) {
 	if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
-		return inboxRecord{}, 0, errors.New("checksum mismatch")
+		return inboxRecord{}, errors.New("checksum mismatch")
 	}
 	phonesLen := int(binary.LittleEndian.Uint16(payload[16:18]))
 	if inboxFixedBytes+phonesLen > len(payload) {
-		return inboxRecord{}, 0, errors.New("bad phone number ids length")
+		return inboxRecord{}, errors.New("bad phone number ids length")
 	}
 	rec := inboxRecord{
 		ID:         int64(binary.LittleEndian.Uint64(payload[0:8])),
@@ -436,7 +509,7 @@ func readInboxRecord(f *os.File, off int64) (inboxRecord, int64, error) {
 	if phones := string(payload[inboxFixedBytes : inboxFixedBytes+phonesLen]); phones != "" {
 		rec.PhoneNumberIDs = strings.Split(phones, ",")
 	}
-	return rec, inboxHeaderBytes + size, nil
+	return rec, nil
 }
 
 // CountWAInbox returns how many kept deliveries wait to be processed.
@@ -461,6 +534,7 @@ func (l *InboxLog) TakeWAInbox(ctx context.Context, process func([]whatsapp.Inbo
 		return 0, err
 	}
 	if len(items) == 0 {
+		l.dropDone() // a segment finished before the writer moved on from it
 		return 0, nil
 	}
 	done, perr := process(items)
@@ -484,6 +558,15 @@ func (l *InboxLog) TakeWAInbox(ctx context.Context, process func([]whatsapp.Inbo
 		return n, errors.Join(perr, err)
 	}
 	l.dropDone()
+	l.mu.Lock()
+	caughtUp := len(l.pending) == 0 && l.rseg == len(l.segs)-1 && l.roff == l.segs[l.rseg].size && l.roff >= inboxRotateBytes
+	l.mu.Unlock()
+	if caughtUp {
+		select {
+		case l.rotate <- struct{}{}:
+		default:
+		}
+	}
 	return n, perr
 }
 
@@ -512,7 +595,7 @@ func (l *InboxLog) readMore(items []inboxRecord, n int) ([]inboxRecord, error) {
 			}
 			seg.r = f
 		}
-		rec, size, err := readInboxRecord(seg.r, l.roff)
+		rec, size, err := readInboxRecord(seg.r, l.roff, l.checkpoint)
 		if err != nil {
 			return items, fmt.Errorf("read whatsapp inbox %s at %d: %w", seg.path, l.roff, err)
 		}

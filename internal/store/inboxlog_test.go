@@ -245,6 +245,34 @@ func TestInboxLogRollsSegments(t *testing.T) {
 	}
 }
 
+// TestInboxLogStartsAfreshOnceDrained: once every delivery of a large segment is done, the writer
+// moves to a new segment and the drained one is removed, so a restart does not read it again.
+func TestInboxLogStartsAfreshOnceDrained(t *testing.T) {
+	l := openInboxLog(t, filepath.Join(t.TempDir(), "parley.db"))
+	body := []byte(strings.Repeat("x", 4096))
+	for range 2 * inboxRotateBytes / len(body) {
+		if err := l.AddWAInbox(context.Background(), []string{"1"}, body, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	takeAll(t, l, func(whatsapp.InboxItem) bool { return true })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		takeAll(t, l, func(whatsapp.InboxItem) bool { return true }) // as the drainer's tick does
+		segs, _ := filepath.Glob(filepath.Join(l.dir, "*.log"))
+		st, err := os.Stat(segs[0])
+		if len(segs) == 1 && err == nil && st.Size() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drained segment still there: %v", segs)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	addDeliveries(t, l, 0, 3)
+	wantBodies(t, takeAll(t, l, func(whatsapp.InboxItem) bool { return true }), 0, 3)
+}
+
 // TestInboxLogImportsTheOldDatabase: deliveries kept by a version before the log (in
 // parley-inbox.db) are handed out first, and the old database is gone.
 func TestInboxLogImportsTheOldDatabase(t *testing.T) {
