@@ -144,6 +144,18 @@ func TestAddressed(t *testing.T) {
 		{"not an object", `[{"entry":[]}]`, "error"},
 		{"entry of the wrong type", `{"entry":{"changes":[]}}`, "error"},
 		{"a number as the id", `{"entry":[{"changes":[{"value":{"metadata":{"phone_number_id":123}}}]}]}`, "error"},
+		{"numbers and literals elsewhere", `{"entry":[{"n":-0.5e+10,"x":[true,false,null,0,12.25,1E3],"changes":[]}]}`, "[]"},
+		{"a literal cut short", `{"entry":[{"x":tru}]}`, "error"},
+		{"a number with a leading zero", `{"entry":[{"x":01}]}`, "error"},
+		{"a number with no digits after the point", `{"entry":[{"x":1.}]}`, "error"},
+		{"a control character in a string", "{\"entry\":[{\"x\":\"a\x01\"}]}", "error"},
+		{"a bad escape", `{"entry":[{"x":"\q"}]}`, "error"},
+		{"a short unicode escape", `{"entry":[{"x":"\u12"}]}`, "error"},
+		{"a trailing comma", `{"entry":[1,]}`, "error"},
+		{"no comma", `{"entry":[1 2]}`, "error"},
+		{"no colon", `{"entry" []}`, "error"},
+		{"a key that is not a string", `{entry:[]}`, "error"},
+		{"nested deeper than encoding/json allows", `{"entry":[{"x":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}]}`, "error"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -168,6 +180,25 @@ func TestAddressed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzAddressedSyntax: the walk's verdict on syntax is encoding/json's: what json.Valid accepts is
+// never refused as not JSON, and what it refuses is never accepted.
+func FuzzAddressedSyntax(f *testing.F) {
+	for _, seed := range []string{`{"entry":[{"changes":[{"value":{"metadata":{"phone_number_id":"1"}}}]}]}`,
+		`{"a":[1,-2.5e3,true,false,null,"\u00e7\n"]}`, `{"a":01}`, `{"a":"\x"}`, `[]`, `null`, ` {} `, `{"a":1,}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, err := addressed(body)
+		valid := json.Valid(body)
+		if valid && errors.Is(err, errSyntax) {
+			t.Fatalf("refused as not JSON, which json.Valid accepts: %q", body)
+		}
+		if !valid && err == nil {
+			t.Fatalf("accepted what json.Valid refuses: %q", body)
+		}
+	})
 }
 
 func TestSplitText(t *testing.T) {
