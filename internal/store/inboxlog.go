@@ -65,7 +65,7 @@ type InboxLog struct {
 	// reader state: only TakeWAInbox (under takeMu) touches these.
 	takeMu     sync.Mutex
 	checkpoint int64         // the lowest id not done
-	cpFile     *os.File      //
+	cpFile     *os.File      // where the checkpoint is kept
 	rseg       int           // index in segs of the segment being read
 	roff       int64         // offset in it of the next record
 	pending    []inboxRecord // read, not done: offered first on the next take
