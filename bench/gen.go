@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,6 +107,24 @@ func generate(ctx context.Context, st *store.Store, workspaceID string, cfg genC
 		}
 		return v
 	}
+	// Conversations are created in time order, as on a real server, whose pks (and their messages'
+	// rows) follow creation: a page of the list, newest activity first, then finds its
+	// conversations and their messages near each other in the tables, as it would there. Busier in
+	// the day (UTC 8–20) than at night, spread over the period.
+	createdAt := make([]int64, cfg.Conversations)
+	for i := range createdAt {
+		day := r.IntN(cfg.Days)
+		hour := 8 + r.IntN(12)
+		if r.IntN(4) == 0 {
+			hour = r.IntN(24)
+		}
+		at := now.AddDate(0, 0, -day).Truncate(24 * time.Hour).Add(time.Duration(hour)*time.Hour + time.Duration(r.IntN(3600))*time.Second)
+		if at.After(now) {
+			at = now.Add(-time.Duration(r.IntN(3600)) * time.Second)
+		}
+		createdAt[i] = at.UnixNano()
+	}
+	slices.Sort(createdAt)
 	var total int64
 	const batch = 2000
 	for start := 0; start < cfg.Conversations; start += batch {
@@ -132,16 +151,7 @@ func generate(ctx context.Context, st *store.Store, workspaceID string, cfg genC
 		for i := start; i < end; i++ {
 			typ := types[r.IntN(len(types))]
 			asst := assistants[r.IntN(len(assistants))]
-			// Busier in the day (UTC 8–20) than at night, spread over the period.
-			day := r.IntN(cfg.Days)
-			hour := 8 + r.IntN(12)
-			if r.IntN(4) == 0 {
-				hour = r.IntN(24)
-			}
-			created := now.AddDate(0, 0, -day).Truncate(24 * time.Hour).Add(time.Duration(hour)*time.Hour + time.Duration(r.IntN(3600))*time.Second)
-			if created.After(now) {
-				created = now.Add(-time.Duration(r.IntN(3600)) * time.Second)
-			}
+			created := time.Unix(0, createdAt[i]).UTC()
 			customer := fmt.Sprintf("user-%d", r.IntN(cfg.Conversations))
 			if typ == "whatsapp" {
 				customer = fmt.Sprintf("3519%08d", r.IntN(100_000_000))
