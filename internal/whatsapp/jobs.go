@@ -27,6 +27,15 @@ type ReplyArgs struct {
 
 func (ReplyArgs) Kind() string { return "whatsapp_reply" }
 
+// InsertOpts: behind sends in the queue (River takes jobs by priority, then age), so that during a
+// burst an answer already written goes out before more answers are written. At one priority the
+// sends waited behind every reply job queued before them: 22k customers' answers were written at
+// ~330 a second and sent at ~12 a second until the last was written.
+func (ReplyArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Priority: replyPriority} }
+
+// replyPriority is the reply jobs' River priority (1, the default, is the highest: sends, media).
+const replyPriority = 2
+
 // SendArgs sends one stored outbound message through the Graph API.
 type SendArgs struct {
 	WorkspaceID    string `json:"workspace_id"`
