@@ -77,7 +77,7 @@ func main() {
 	dir := flag.String("dir", "", "working directory (default: a temporary one, removed after)")
 	keep := flag.Bool("keep", false, "keep the working directory")
 	flag.StringVar(&only, "only", "", "measure only these parts, comma-separated: "+strings.Join(parts, ", ")+" (default: all)")
-	flag.BoolVar(&reuse, "reuse", false, "measure the database a -keep run left in -dir instead of generating one (the full size takes ~16 min to generate)")
+	flag.BoolVar(&reuse, "reuse", false, "measure the database a -keep run left in -dir instead of generating one (the full size takes ~11 min to generate)")
 	flag.Parse()
 	profileTo = *profile
 	if err := run(*conversations, *messages, *days, *queries, *turns, *clients, *ingestFor, *dir, *keep); err != nil {
