@@ -408,19 +408,7 @@ func (l *InboxLog) writer() {
 			}
 			continue
 		}
-		batch = append(batch[:0], first)
-	more:
-		for len(batch) < maxInboxAppends {
-			select {
-			case r, ok := <-l.appends:
-				if !ok {
-					break more
-				}
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
+		batch = gather(append(batch[:0], first), l.appends, maxInboxAppends)
 		err := l.writeBatch(batch, buf[:0])
 		for _, r := range batch {
 			r.errc <- err

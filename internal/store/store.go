@@ -171,21 +171,26 @@ func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*writeReq, 0, maxBatch)
 	for first := range s.writes {
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-s.writes:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
+		batch = gather(append(batch[:0], first), s.writes, maxBatch)
 		s.commitBatch(batch)
 	}
+}
+
+// gather appends to batch what else waits in ch at this moment, up to limit in all: a group
+// commit (or write) takes whatever queued while the last one ran, without waiting for more.
+func gather[T any](batch []T, ch <-chan T, limit int) []T {
+	for len(batch) < limit {
+		select {
+		case r, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (s *Store) commitBatch(batch []*writeReq) {
