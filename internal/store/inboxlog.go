@@ -30,10 +30,11 @@ import (
 // write(2) and then answers them all, where a database insert and commit cost several times as
 // much CPU and made each client wait out a group commit.
 //
-// Durability is that of the main database (WAL, synchronous=NORMAL): a write is in the kernel
+// Durability is like the main database's (WAL, synchronous=NORMAL): a write is in the kernel
 // before its 200, so a crash or SIGKILL of the process loses nothing; a power cut may lose the
-// last moments, as it may lose the database's last commits. A record torn by such a cut is
-// recognised by its checksum and cut off.
+// last moments, as it may lose the database's last commits (and, neither being synced, the
+// checkpoint may then have outlived the commits of deliveries it counts as done). A record torn
+// by such a cut is recognised by its checksum and cut off.
 //
 // The drainer (one per process; the lock file keeps a second process out) reads records in order.
 // Which deliveries are done is kept as a checkpoint, the lowest id not yet done, written after
@@ -47,6 +48,7 @@ type InboxLog struct {
 
 	openOnce sync.Once
 	openErr  error
+	sendMu   sync.RWMutex // held to send on appends (read) and to close it (write)
 	lock     *os.File
 	appends  chan *inboxAppend
 	rotate   chan struct{} // the drainer finished everything written: start a new segment
@@ -353,7 +355,7 @@ func (l *InboxLog) segmentPath(first int64) string {
 // startSegment makes a new segment, whose records start at first, the one written to.
 func (l *InboxLog) startSegment(first int64) error {
 	seg := &inboxSegment{first: first, path: l.segmentPath(first)}
-	f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return err
 	}
@@ -374,10 +376,21 @@ func (l *InboxLog) AddWAInbox(ctx context.Context, phoneNumberIDs []string, body
 	if err := l.ensureOpen(); err != nil {
 		return err
 	}
-	req := &inboxAppend{phones: strings.Join(phoneNumberIDs, ","), body: body, at: ms(at), errc: make(chan error, 1)}
+	phones := strings.Join(phoneNumberIDs, ",")
+	if len(phones) > 0xFFFF || inboxFixedBytes+len(phones)+len(body) > maxInboxRecord {
+		return fmt.Errorf("keep whatsapp delivery: %d bytes with %d of phone number ids: too large to keep", len(body), len(phones))
+	}
+	req := &inboxAppend{phones: phones, body: body, at: ms(at), errc: make(chan error, 1)}
+	l.sendMu.RLock()
+	if l.closed.Load() {
+		l.sendMu.RUnlock()
+		return errors.New("keep whatsapp delivery: the inbox is closed")
+	}
 	select {
 	case l.appends <- req:
+		l.sendMu.RUnlock()
 	case <-ctx.Done():
+		l.sendMu.RUnlock()
 		return ctx.Err()
 	}
 	// Wait even if ctx ends: once written the delivery is kept, and must not be reported as not.
@@ -427,9 +440,9 @@ func (l *InboxLog) writeBatch(batch []*inboxAppend, buf []byte) error {
 			return fmt.Errorf("start segment: %w", err)
 		}
 	}
-	if _, err := l.w.Write(buf); err != nil {
-		// Whatever part was written is cut off again: none of these was acknowledged.
-		_ = l.w.Truncate(l.wseg.size)
+	// At the acknowledged size, not appended: whatever part of a failed write landed is written
+	// over by the next (or cut off as a torn tail at the next start); none of it was acknowledged.
+	if _, err := l.w.WriteAt(buf, l.wseg.size); err != nil {
 		return err
 	}
 	l.nextID = id
@@ -479,11 +492,14 @@ func readInboxRecord(f *os.File, off, skipBelow int64) (inboxRecord, int64, erro
 	return rec, inboxHeaderBytes + size, err
 }
 
+// errInboxChecksum: a record's payload does not match its checksum.
+var errInboxChecksum = errors.New("checksum mismatch")
+
 // decodeInboxRecord checks a record's payload against its header and decodes it; the record
 // keeps payload.
 func decodeInboxRecord(hdr [inboxHeaderBytes]byte, payload []byte) (inboxRecord, error) {
 	if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
-		return inboxRecord{}, errors.New("checksum mismatch")
+		return inboxRecord{}, errInboxChecksum
 	}
 	phonesLen := int(binary.LittleEndian.Uint16(payload[16:18]))
 	if inboxFixedBytes+phonesLen > len(payload) {
@@ -519,6 +535,7 @@ func (l *InboxLog) TakeWAInbox(ctx context.Context, process func([]whatsapp.Inbo
 	items := slices.Clone(l.pending)
 	items, err := l.readMore(items, maxInboxTake-len(items))
 	if err != nil {
+		l.pending = items // what was read before the failure is offered first next time
 		return 0, err
 	}
 	if len(items) == 0 {
@@ -584,6 +601,13 @@ func (l *InboxLog) readMore(items []inboxRecord, n int) ([]inboxRecord, error) {
 			seg.r = f
 		}
 		rec, size, err := readInboxRecord(seg.r, l.roff, l.checkpoint)
+		if errors.Is(err, errInboxChecksum) {
+			// Damaged on disk after it was written and acknowledged (the scan at open checked
+			// it): drop it, loudly, rather than hold every later delivery behind it for ever.
+			l.log.Error("whatsapp inbox: a kept delivery is damaged on disk and dropped", "segment", seg.path, "offset", l.roff)
+			l.roff += size
+			continue
+		}
 		if err != nil {
 			return items, fmt.Errorf("read whatsapp inbox %s at %d: %w", seg.path, l.roff, err)
 		}
@@ -635,14 +659,29 @@ func (l *InboxLog) dropDone() {
 // Close stops the writer after the deliveries handed to it and closes the files; what is not
 // done stays for the next start.
 func (l *InboxLog) Close() error {
+	l.sendMu.Lock() // no send is under way: those waiting see closed
 	if !l.closed.CompareAndSwap(false, true) {
+		l.sendMu.Unlock()
 		return nil
 	}
 	l.openOnce.Do(func() { l.openErr = errors.New("closed") })
 	if l.appends != nil {
-		close(l.appends)
+		close(l.appends) // the writer writes and answers what is queued, then ends
+	}
+	l.sendMu.Unlock()
+	if l.wdone != nil {
 		<-l.wdone
 	}
+	// A take still running (its drainer not stopped in time) keeps the reader's files: they go
+	// with the process.
+	deadline := time.Now().Add(5 * time.Second)
+	for !l.takeMu.TryLock() {
+		if time.Now().After(deadline) {
+			return errors.New("whatsapp inbox: a take still running at close")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer l.takeMu.Unlock()
 	return l.closeFiles()
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,6 +189,9 @@ func TestInboxLogCutsATornTail(t *testing.T) {
 			if n := countInbox(t, l); n != 5 {
 				t.Fatalf("%d wait, want 5", n)
 			}
+			if st, err := os.Stat(filepath.Join(dir, "parley-inbox.log", filepath.Base(seg))); err != nil || st.Size() != int64(len(b)) {
+				t.Fatalf("the torn tail was not cut off: %v, %v bytes, want %d", err, st.Size(), len(b))
+			}
 			addDeliveries(t, l, 5, 8)
 			wantBodies(t, takeAll(t, l, func(whatsapp.InboxItem) bool { return true }), 0, 8)
 		})
@@ -271,6 +275,92 @@ func TestInboxLogStartsAfreshOnceDrained(t *testing.T) {
 	}
 	addDeliveries(t, l, 0, 3)
 	wantBodies(t, takeAll(t, l, func(whatsapp.InboxItem) bool { return true }), 0, 3)
+}
+
+// TestInboxLogKeepsWhatWasReadWhenAReadFails: a take that fails part-way through reading hands
+// out what it had read on the next take, and a record damaged on disk after it was kept is dropped
+// (logged) instead of holding every later delivery behind it.
+func TestInboxLogKeepsWhatWasReadWhenAReadFails(t *testing.T) {
+	l := openInboxLog(t, filepath.Join(t.TempDir(), "parley.db"))
+	addDeliveries(t, l, 0, 10)
+	seg := l.wseg.path
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recordAt := func(i int) int64 { // offset of the i-th record: all are the same size here
+		return int64(i) * int64(len(appendInboxRecord(nil, 1, 0, "111,222", []byte(`{"n":0}`))))
+	}
+	var saved [4]byte
+	f.ReadAt(saved[:], recordAt(6))
+	f.WriteAt([]byte{0, 0, 0, 0}, recordAt(6)) // a length no record has: unreadable
+	if _, err := l.TakeWAInbox(context.Background(), func(items []whatsapp.InboxItem) ([]int64, error) {
+		t.Fatal("process called despite the failed read")
+		return nil, nil
+	}); err == nil {
+		t.Fatal("a take over an unreadable record did not fail")
+	}
+	f.WriteAt(saved[:], recordAt(6))
+	var payload [1]byte
+	f.ReadAt(payload[:], recordAt(8)+30)
+	f.WriteAt([]byte{payload[0] ^ 0xff}, recordAt(8)+30) // not read yet, damaged: fails its checksum
+	got := takeAll(t, l, func(whatsapp.InboxItem) bool { return true })
+	want := []string{}
+	for i := range 10 {
+		if i != 8 {
+			want = append(want, fmt.Sprintf(`{"n":%d}`, i))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after the failed read: %v, want %v", got, want)
+	}
+}
+
+// TestInboxLogClosesUnderLoad: deliveries kept while the inbox closes either are kept (and there
+// after a restart) or get an error; none panics or waits for ever.
+func TestInboxLogClosesUnderLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	l := NewInboxLog(path, nil)
+	addDeliveries(t, l, 0, 1)
+	var kept atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if err := l.AddWAInbox(context.Background(), []string{"1"}, []byte("{}"), time.Now()); err != nil {
+					return
+				}
+				kept.Add(1)
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	l2 := openInboxLog(t, path)
+	if n := countInbox(t, l2); n != kept.Load()+1 {
+		t.Fatalf("%d kept after a restart, %d acknowledged", n, kept.Load()+1)
+	}
+}
+
+// TestInboxLogRefusesWhatItCouldNotReadBack: a delivery larger than a record may be is refused,
+// not written and then dropped by the reader.
+func TestInboxLogRefusesWhatItCouldNotReadBack(t *testing.T) {
+	l := openInboxLog(t, filepath.Join(t.TempDir(), "parley.db"))
+	if err := l.AddWAInbox(context.Background(), []string{strings.Repeat("1", 70_000)}, []byte("{}"), time.Now()); err == nil {
+		t.Fatal("65 KB of phone number ids kept")
+	}
+	if err := l.AddWAInbox(context.Background(), nil, make([]byte, maxInboxRecord), time.Now()); err == nil {
+		t.Fatal("an oversized body kept")
+	}
+	if n := countInbox(t, l); n != 0 {
+		t.Fatalf("%d kept", n)
+	}
 }
 
 // TestInboxLogImportsTheOldDatabase: deliveries kept by a version before the log (in
