@@ -182,6 +182,30 @@ func TestAddressed(t *testing.T) {
 	}
 }
 
+// TestAddressedManyNumbers: past the few numbers a real delivery names, the ids are still found
+// once each, and a crafted body naming 100k of them (read before its signature is checked) costs
+// a walk, not a quadratic search.
+func TestAddressedManyNumbers(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"entry":[{"changes":[`)
+	const n = 100_000
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"value":{"metadata":{"phone_number_id":"%d"}}},{"value":{"metadata":{"phone_number_id":"%d"}}}`, i, i/2)
+	}
+	b.WriteString(`]}]}`)
+	start := time.Now()
+	ids, err := Addressed([]byte(b.String()))
+	if err != nil || len(ids) != n || ids[0] != "0" || ids[n-1] != fmt.Sprint(n-1) {
+		t.Fatalf("%d ids, %v", len(ids), err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("%d numbers took %v", n, took)
+	}
+}
+
 // FuzzAddressedSyntax: the walk's verdict on syntax is encoding/json's: what json.Valid accepts is
 // never refused as not JSON, and what it refuses is never accepted.
 func FuzzAddressedSyntax(f *testing.F) {
