@@ -299,9 +299,11 @@ type DeliverArgs struct {
 
 func (DeliverArgs) Kind() string { return "webhook_delivery" }
 
-// InsertOpts: retried with backoff for about a day; one delivery per (webhook, event key).
+// InsertOpts: retried with backoff for about a day; one delivery per (webhook, event key). Priority
+// 2, with the WhatsApp reply jobs and behind their sends: a slow endpoint (up to 15 s a try) must
+// not hold customers' answers back.
 func (DeliverArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 12, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return river.InsertOpts{MaxAttempts: 12, UniqueOpts: river.UniqueOpts{ByArgs: true}, Priority: 2}
 }
 
 // RegisterWorkers adds the delivery worker.
