@@ -190,21 +190,34 @@ func TestSIGKILLUnderIngestLosesNothing(t *testing.T) {
 		}
 		return count
 	}
-	// Before any retry: every acknowledged delivery is stored from what the first server kept
-	// (the replay below would store a lost one again and hide the loss).
+	// storedAll waits until the deliveries numbered in ns are stored and returns the counts. How
+	// long that takes follows how many were acknowledged (the machine's speed): it gives up only
+	// when nothing more is stored for stallAfter.
 	const stallAfter = 20 * time.Second
-	count := inbound()
-	progress := time.Now()
-	for n := range acked {
-		_, _, wamid := signedDelivery(n)
-		for count[wamid] == 0 && time.Since(progress) < stallAfter {
-			time.Sleep(50 * time.Millisecond)
-			before := len(count)
-			if count = inbound(); len(count) > before {
-				progress = time.Now()
+	storedAll := func(ns []int) map[string]int {
+		count := inbound()
+		progress := time.Now()
+		for _, n := range ns {
+			_, _, wamid := signedDelivery(n)
+			for count[wamid] == 0 && time.Since(progress) < stallAfter {
+				time.Sleep(50 * time.Millisecond)
+				before := len(count)
+				if count = inbound(); len(count) > before {
+					progress = time.Now()
+				}
 			}
 		}
-		if count[wamid] == 0 {
+		return count
+	}
+	// Before any retry: every acknowledged delivery is stored from what the first server kept
+	// (the replay below would store a lost one again and hide the loss).
+	ackedNs := make([]int, 0, len(acked))
+	for n := range acked {
+		ackedNs = append(ackedNs, n)
+	}
+	count := storedAll(ackedNs)
+	for _, n := range ackedNs {
+		if _, _, wamid := signedDelivery(n); count[wamid] == 0 {
 			t.Fatalf("%s was acknowledged before the kill and not stored after the restart", wamid)
 		}
 	}
@@ -223,21 +236,12 @@ func TestSIGKILLUnderIngestLosesNothing(t *testing.T) {
 
 	// Every delivery (acknowledged ones first of all) is stored exactly once. Deliveries kept during
 	// the burst (and those kept before the kill) are stored by the drainer shortly after their 200:
-	// wait until every one is there, then check none is there twice. How long that takes follows
-	// how many were acknowledged (the machine's speed): the wait fails only when nothing more is
-	// stored for stallAfter.
-	count = inbound()
-	progress = time.Now()
-	for n := 1; n <= next; n++ {
-		_, _, wamid := signedDelivery(n)
-		for count[wamid] == 0 && time.Since(progress) < stallAfter {
-			time.Sleep(50 * time.Millisecond)
-			before := len(count)
-			if count = inbound(); len(count) > before {
-				progress = time.Now()
-			}
-		}
+	// wait until every one is there, then check none is there twice.
+	all := make([]int, next)
+	for i := range all {
+		all[i] = i + 1
 	}
+	count = storedAll(all)
 	for n := 1; n <= next; n++ {
 		_, _, wamid := signedDelivery(n)
 		if count[wamid] != 1 {

@@ -45,7 +45,7 @@ func (s *Store) CountWAInbox(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// maxInboxTake bounds one TakeWAInbox (written into the SQL: a bound LIMIT makes SQLite recompile).
+// maxInboxTake bounds one TakeWAInbox, of the table (written into its SQL) and of the log alike.
 const maxInboxTake = 128
 
 var takeInboxSQL = `SELECT id, phone_number_ids, body, received_at FROM wa_inbox ORDER BY id LIMIT ` + strconv.Itoa(maxInboxTake) + ` FOR UPDATE SKIP LOCKED`
